@@ -1,0 +1,145 @@
+//! Node configuration, validated before a node starts.
+
+use std::collections::BTreeSet;
+
+use crate::error::ConfigError;
+use crate::types::NodeId;
+
+/// How a node behaves. Times are in ticks; the caller decides how long a
+/// tick is (the simulator and the server use 10 ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub voters: Vec<NodeId>,
+    /// Base election timeout T: each follower waits a random time in [T, 2T)
+    /// without hearing from a leader before it campaigns (§5.2).
+    pub election_tick: u32,
+    /// Leader heartbeat interval; must be well below `election_tick`.
+    pub heartbeat_tick: u32,
+    /// Ask for votes in a PreVote round before raising the term, so a node
+    /// that cannot win never disturbs the cluster (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a majority within an
+    /// election timeout, and followers that heard from a leader within one
+    /// ignore vote requests (thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// A new leader appends an empty entry of its term (§8). Off for the lab
+    /// scenarios, which expect the first command at index 1.
+    pub noop_on_election: bool,
+    /// Most entries in one AppendEntries.
+    pub max_msg_entries: usize,
+    /// Most entry bytes in one AppendEntries (at least one entry is sent).
+    pub max_msg_bytes: u64,
+    /// Most AppendEntries in flight to one follower (pipelining window).
+    pub max_inflight: usize,
+    /// Most bytes of snapshot data in one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Seed of the node's random number generator (election timeouts only).
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with the defaults: with a 10 ms tick, elections time
+    /// out after 300–600 ms and heartbeats go every 100 ms (the lab's limit
+    /// of ten per second).
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
+        Config {
+            id,
+            voters,
+            election_tick: 30,
+            heartbeat_tick: 10,
+            pre_vote: true,
+            check_quorum: true,
+            noop_on_election: false,
+            max_msg_entries: 512,
+            max_msg_bytes: 1 << 20,
+            max_inflight: 64,
+            snapshot_chunk_bytes: 64 << 10,
+            seed: id,
+        }
+    }
+
+    /// Checks the values before a node uses them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if self.voters.is_empty() {
+            return Err(ConfigError::NoVoters);
+        }
+        let mut seen = BTreeSet::new();
+        for &v in &self.voters {
+            if v == 0 {
+                return Err(ConfigError::ZeroId);
+            }
+            if !seen.insert(v) {
+                return Err(ConfigError::DuplicateVoter(v));
+            }
+        }
+        if !seen.contains(&self.id) {
+            return Err(ConfigError::NotAVoter(self.id));
+        }
+        if self.heartbeat_tick == 0 {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        if self.heartbeat_tick >= self.election_tick {
+            return Err(ConfigError::HeartbeatNotBelowElection {
+                heartbeat: self.heartbeat_tick,
+                election: self.election_tick,
+            });
+        }
+        if self.max_msg_entries == 0 {
+            return Err(ConfigError::ZeroLimit("max_msg_entries"));
+        }
+        if self.max_msg_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_msg_bytes"));
+        }
+        if self.max_inflight == 0 {
+            return Err(ConfigError::ZeroLimit("max_inflight"));
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::new(1, vec![1, 2, 3]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert_eq!(Config::new(1, vec![]).validate(), Err(ConfigError::NoVoters));
+        assert_eq!(
+            Config::new(1, vec![1, 2, 2]).validate(),
+            Err(ConfigError::DuplicateVoter(2))
+        );
+        assert_eq!(
+            Config::new(4, vec![1, 2, 3]).validate(),
+            Err(ConfigError::NotAVoter(4))
+        );
+        assert_eq!(Config::new(0, vec![0]).validate(), Err(ConfigError::ZeroId));
+        let mut c = Config::new(1, vec![1]);
+        c.heartbeat_tick = c.election_tick;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::HeartbeatNotBelowElection {
+                heartbeat: 30,
+                election: 30
+            })
+        );
+        c.heartbeat_tick = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroHeartbeat));
+        let mut c = Config::new(1, vec![1]);
+        c.max_inflight = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroLimit("max_inflight")));
+    }
+}

@@ -1,0 +1,132 @@
+//! Leader election (§5.2, §5.4.1) with the PreVote stage (thesis §9.6).
+
+use crate::error::Error;
+use crate::message::Body;
+use crate::node::{Node, Role};
+use crate::progress::Progress;
+use crate::quorum::{tally, VoteResult};
+use crate::storage::Storage;
+use crate::types::{Index, NodeId, Term};
+
+impl<S: Storage> Node<S> {
+    /// The election timer fired: start a PreVote round, or an election.
+    pub(crate) fn campaign(&mut self) -> Result<(), Error> {
+        self.reset_election_timer();
+        self.leader = None;
+        if self.cfg.pre_vote {
+            self.role = Role::PreCandidate;
+            self.votes.clear();
+            self.votes.insert(self.id, true);
+            if tally(&self.votes, self.peers.len() + 1) == VoteResult::Won {
+                return self.start_election();
+            }
+            self.request_votes(self.term + 1, true);
+            Ok(())
+        } else {
+            self.start_election()
+        }
+    }
+
+    /// Figure 2, candidates: increment currentTerm, vote for self, reset the
+    /// election timer, send RequestVote to all other servers.
+    pub(crate) fn start_election(&mut self) -> Result<(), Error> {
+        self.term += 1;
+        self.vote = Some(self.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.reset_election_timer();
+        self.votes.clear();
+        self.votes.insert(self.id, true);
+        if tally(&self.votes, self.peers.len() + 1) == VoteResult::Won {
+            return self.become_leader();
+        }
+        self.request_votes(self.term, false);
+        Ok(())
+    }
+
+    fn request_votes(&mut self, term: Term, pre_vote: bool) {
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        for to in self.peers.clone() {
+            self.send(
+                to,
+                term,
+                Body::RequestVote {
+                    last_log_index,
+                    last_log_term,
+                    pre_vote,
+                },
+            );
+        }
+    }
+
+    /// RequestVote receiver (Figure 2). `term` is at least ours here; a real
+    /// vote is granted at most once per term, only to a candidate whose log is
+    /// at least as up-to-date (§5.4.1). The vote reaches storage in the same
+    /// Ready as the reply, before the reply is sent.
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+        pre_vote: bool,
+    ) {
+        let can_vote = if pre_vote {
+            term > self.term
+        } else {
+            term == self.term && (self.vote.is_none() || self.vote == Some(from))
+        };
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.reset_election_timer();
+        }
+        let reply_term = if granted && pre_vote { term } else { self.term };
+        self.send(from, reply_term, Body::RequestVoteReply { granted, pre_vote });
+    }
+
+    /// A vote reply. Only counted when it answers this round: a real vote in
+    /// our current term while Candidate, a PreVote for `term + 1` while
+    /// PreCandidate. Anything else is a late reply and is dropped.
+    pub(crate) fn handle_vote_reply(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        pre_vote: bool,
+    ) -> Result<(), Error> {
+        let current = match self.role {
+            Role::Candidate => !pre_vote && term == self.term,
+            Role::PreCandidate => pre_vote && (if granted { term == self.term + 1 } else { term == self.term }),
+            _ => false,
+        };
+        if !current {
+            return Ok(());
+        }
+        self.votes.entry(from).or_insert(granted);
+        match tally(&self.votes, self.peers.len() + 1) {
+            VoteResult::Won if self.role == Role::PreCandidate => self.start_election()?,
+            VoteResult::Won => self.become_leader()?,
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
+        }
+        Ok(())
+    }
+
+    /// Figure 2, leaders: reinitialise nextIndex and matchIndex, then send
+    /// initial empty AppendEntries to each server.
+    pub(crate) fn become_leader(&mut self) -> Result<(), Error> {
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.votes.clear();
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        let next = self.log.last_index() + 1;
+        self.progress = self.peers.iter().map(|&p| (p, Progress::new(next))).collect();
+        self.append_noop();
+        // The first heartbeat goes out at once and claims leadership.
+        self.pending_send = false;
+        self.broadcast_heartbeat()
+    }
+}

@@ -1,0 +1,60 @@
+//! Typed errors of the core.
+
+use thiserror::Error;
+
+use crate::types::{Index, NodeId};
+
+/// Errors a [`Storage`](crate::Storage) reports.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// The entry was discarded into a snapshot.
+    #[error("index {0} is compacted into the snapshot")]
+    Compacted(Index),
+    /// The entry is past the end of the log.
+    #[error("index {0} is past the last entry")]
+    Unavailable(Index),
+    /// A snapshot older than the stored one was offered.
+    #[error("snapshot at index {offered} is older than the stored one at {stored}")]
+    SnapshotOutOfDate { offered: Index, stored: Index },
+    /// The backing store failed (disk, corruption); the node must stop.
+    #[error("storage backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Invalid [`Config`](crate::Config) values, found by `Config::validate`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("node id 0 is reserved")]
+    ZeroId,
+    #[error("the voter set is empty")]
+    NoVoters,
+    #[error("node {0} appears twice in the voter set")]
+    DuplicateVoter(NodeId),
+    #[error("node {0} is not in its own voter set")]
+    NotAVoter(NodeId),
+    #[error("heartbeat_tick must be at least 1")]
+    ZeroHeartbeat,
+    #[error("heartbeat_tick ({heartbeat}) must be smaller than election_tick ({election})")]
+    HeartbeatNotBelowElection { heartbeat: u32, election: u32 },
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+}
+
+/// Errors from driving a [`Node`](crate::Node).
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Only the leader accepts proposals; `leader` is the last one known.
+    #[error("not the leader (leader is {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// A snapshot was requested at an index not yet applied, or already covered.
+    #[error("cannot snapshot at {index}: applied is {applied}, last snapshot is {snapshot}")]
+    BadSnapshotIndex {
+        index: Index,
+        applied: Index,
+        snapshot: Index,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,0 +1,50 @@
+//! Sans-IO Raft consensus (Ongaro & Ousterhout, "In Search of an
+//! Understandable Consensus Algorithm", extended version).
+//!
+//! A [`Node`] holds no threads, clock, sockets or files. The caller feeds it
+//! ticks, messages and proposals, and collects its output as a [`Ready`].
+//!
+//! **The contract, in one sentence:** persist a Ready's snapshot, entries and
+//! hard state (one sync), then send its messages, then apply its committed
+//! entries in order, then call [`Node::advance`] before asking for the next
+//! Ready.
+//!
+//! ```
+//! use raft_core::{persist, Config, MemStorage, Node};
+//!
+//! let mut node = Node::new(Config::new(1, vec![1]), MemStorage::new()).unwrap();
+//! while !node.is_leader() {
+//!     node.tick().unwrap();
+//! }
+//! let (index, _term) = node.propose(b"x".to_vec()).unwrap();
+//! let rd = node.ready().unwrap();
+//! persist(node.storage_mut(), &rd).unwrap();
+//! // send rd.messages, then apply rd.committed_entries ...
+//! assert_eq!(rd.committed_entries.last().unwrap().index, index);
+//! node.advance();
+//! ```
+
+mod config;
+mod election;
+mod error;
+mod log;
+mod message;
+mod node;
+mod progress;
+mod quorum;
+mod ready;
+mod replication;
+mod snapshot;
+mod storage;
+mod types;
+
+pub use config::Config;
+pub use error::{ConfigError, Error, StorageError};
+pub use log::RaftLog;
+pub use message::{AppendReply, Body, Message};
+pub use node::{Node, Role, Status};
+pub use progress::{Progress, ProgressState};
+pub use quorum::{committed_index, majority};
+pub use ready::Ready;
+pub use storage::{persist, MemStorage, Storage};
+pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};

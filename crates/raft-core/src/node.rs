@@ -1,0 +1,426 @@
+//! A Raft server as a deterministic state machine: inputs are ticks,
+//! messages and proposals; outputs are collected into a [`Ready`](crate::Ready).
+//!
+//! This file holds the node's state, the term rules every message passes
+//! through (Figure 2, "Rules for Servers: All Servers"), and role changes.
+//! Elections live in `election.rs`, replication in `replication.rs`,
+//! snapshots in `snapshot.rs`, and the output batch in `ready.rs`.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::log::RaftLog;
+use crate::message::{AppendReply, Body, Message};
+use crate::progress::Progress;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+
+/// The role a server plays (§5.1), plus the PreVote stage before candidacy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    Follower,
+    /// Asking whether it could win before raising its term (thesis §9.6).
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// A snapshot of a node's volatile and persistent state, for tests and tools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub role: Role,
+    pub leader: Option<NodeId>,
+    pub commit: Index,
+    pub applied: Index,
+    pub first_index: Index,
+    pub last_index: Index,
+}
+
+/// What the last Ready handed out, so that `advance` can mark it done.
+#[derive(Debug, Default)]
+pub(crate) struct HandedOut {
+    pub last_entry: Option<(Index, Term)>,
+    pub snapshot: Option<Index>,
+    pub hard_state: Option<HardState>,
+    pub applied: Option<Index>,
+}
+
+/// One Raft server. Drive it with [`tick`](Node::tick), [`step`](Node::step)
+/// and [`propose`](Node::propose); collect output with
+/// [`ready`](Node::ready) and acknowledge it with [`advance`](Node::advance).
+pub struct Node<S: Storage> {
+    pub(crate) cfg: Config,
+    pub(crate) id: NodeId,
+    /// The other voters, sorted.
+    pub(crate) peers: Vec<NodeId>,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) log: RaftLog<S>,
+    /// Leader only: one entry per peer.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Candidate and PreCandidate: replies so far (own vote included).
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Outgoing messages for the next Ready.
+    pub(crate) msgs: Vec<Message>,
+    /// Ticks since the election timer was last reset (leader: since the last
+    /// CheckQuorum round).
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    /// This round's timeout, drawn from [T, 2T).
+    pub(crate) randomized_timeout: u32,
+    rng: ChaCha8Rng,
+    /// Leader: appends were made that peers have not been sent yet.
+    pub(crate) pending_send: bool,
+    /// Follower: snapshot chunks received so far.
+    pub(crate) incoming_snapshot: Option<Snapshot>,
+    /// A snapshot the application took, waiting to be persisted.
+    pub(crate) local_snapshot: Option<Snapshot>,
+    /// The hard state as last handed out in a Ready.
+    pub(crate) prev_hard_state: HardState,
+    pub(crate) handed: Option<HandedOut>,
+}
+
+impl<S: Storage> Node<S> {
+    /// Builds a node from its configuration and whatever `storage` holds: a
+    /// restarted node recovers term, vote, log and commit from storage alone.
+    /// The application restores its state from `storage.snapshot()` itself.
+    pub fn new(cfg: Config, storage: S) -> Result<Self, Error> {
+        cfg.validate()?;
+        let hs = storage.hard_state()?;
+        let mut peers: Vec<NodeId> = cfg.voters.iter().copied().filter(|&v| v != cfg.id).collect();
+        peers.sort_unstable();
+        let mut node = Node {
+            id: cfg.id,
+            peers,
+            term: hs.term,
+            vote: hs.vote,
+            leader: None,
+            role: Role::Follower,
+            log: RaftLog::new(storage, hs.commit),
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            msgs: Vec::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_tick,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            pending_send: false,
+            incoming_snapshot: None,
+            local_snapshot: None,
+            prev_hard_state: hs,
+            handed: None,
+            cfg,
+        };
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    /// Advances logical time by one tick: followers and candidates count down
+    /// to an election, a leader sends heartbeats and checks its quorum.
+    pub fn tick(&mut self) -> Result<(), Error> {
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.cfg.election_tick {
+                self.election_elapsed = 0;
+                if self.cfg.check_quorum && !self.quorum_active() {
+                    // Thesis §6.2: a leader that cannot reach a majority steps down.
+                    self.become_follower(self.term, None);
+                    return Ok(());
+                }
+            }
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
+                self.heartbeat_elapsed = 0;
+                self.broadcast_heartbeat()?;
+            }
+        } else {
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.randomized_timeout {
+                self.campaign()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one incoming message. Figure 2, all servers: a higher term makes
+    /// this node a follower of that term; a lower-term request is refused with
+    /// our term, and a lower-term reply is dropped as stale.
+    pub fn step(&mut self, m: Message) -> Result<(), Error> {
+        if m.to != self.id || m.from == self.id || m.from == 0 {
+            return Ok(());
+        }
+        if m.term > self.term {
+            match &m.body {
+                Body::RequestVote { pre_vote, .. } => {
+                    if self.in_lease() {
+                        // §4.2.3 of the thesis: ignore vote requests while a
+                        // leader is known to be alive; do not even adopt the term.
+                        return Ok(());
+                    }
+                    if !pre_vote {
+                        self.become_follower(m.term, None);
+                    }
+                }
+                // A granted PreVote echoes the term we would campaign in.
+                Body::RequestVoteReply {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                Body::AppendEntries { .. } | Body::InstallSnapshot { .. } => {
+                    self.become_follower(m.term, Some(m.from))
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            self.reply_stale(&m);
+            return Ok(());
+        }
+        let from = m.from;
+        let term = m.term;
+        match m.body {
+            Body::RequestVote {
+                last_log_index,
+                last_log_term,
+                pre_vote,
+            } => self.handle_vote_request(from, term, last_log_index, last_log_term, pre_vote),
+            Body::RequestVoteReply { granted, pre_vote } => {
+                self.handle_vote_reply(from, term, granted, pre_vote)?
+            }
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit)?,
+            Body::AppendEntriesReply(reply) => self.handle_append_reply(from, reply)?,
+            Body::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_snapshot_chunk(from, meta, offset, data, done)?,
+            Body::InstallSnapshotReply {
+                meta,
+                next_offset,
+                installed,
+            } => self.handle_snapshot_reply(from, meta, next_offset, installed)?,
+        }
+        Ok(())
+    }
+
+    /// Appends a command to the leader's log (§5.3). Returns the index and
+    /// term it will have if it commits.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let index = self.log.last_index() + 1;
+        self.append_own(Entry::normal(index, self.term, data));
+        Ok((index, self.term))
+    }
+
+    /// The application saved its state through `index` (already applied): the
+    /// log up to there is replaced by `data` in the next Ready (§7).
+    pub fn snapshot(&mut self, index: Index, data: Vec<u8>) -> Result<(), Error> {
+        let applied = self.log.applied();
+        let floor = self
+            .local_snapshot
+            .as_ref()
+            .map_or(self.log.snapshot_index(), |s| s.meta.index);
+        if index > applied || index <= floor {
+            return Err(Error::BadSnapshotIndex {
+                index,
+                applied,
+                snapshot: floor,
+            });
+        }
+        let term = self.log.term(index)?;
+        self.local_snapshot = Some(Snapshot {
+            meta: SnapshotMeta { index, term },
+            data,
+        });
+        Ok(())
+    }
+
+    /// Current term, vote, role, leader and log positions.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            term: self.term,
+            vote: self.vote,
+            role: self.role,
+            leader: self.leader,
+            commit: self.log.committed(),
+            applied: self.log.applied(),
+            first_index: self.log.first_index(),
+            last_index: self.log.last_index(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The leader this node last heard from in its term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The log's last index.
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+
+    /// Term of the entry at `index`, if the log holds it.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.log.term_of(index)
+    }
+
+    /// Entries in `[lo, hi)` (stable and unstable alike).
+    pub fn entries(&self, lo: Index, hi: Index) -> Result<Vec<Entry>, Error> {
+        Ok(self.log.entries(lo, hi, u64::MAX)?)
+    }
+
+    /// The leader's match index for `peer`, for tests and metrics.
+    pub fn match_index(&self, peer: NodeId) -> Option<Index> {
+        self.progress.get(&peer).map(|p| p.match_index)
+    }
+
+    /// The storage, for reads by the caller.
+    pub fn storage(&self) -> &S {
+        self.log.storage()
+    }
+
+    /// The storage, for the caller's writes when acting on a Ready.
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.log.storage_mut()
+    }
+
+    /// Drops the volatile state and returns the storage (a crash, in tests).
+    pub fn into_storage(self) -> S {
+        self.log.into_storage()
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body) {
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        });
+    }
+
+    /// Refuses a request from an older term so its sender learns ours.
+    fn reply_stale(&mut self, m: &Message) {
+        let body = match &m.body {
+            Body::RequestVote { pre_vote, .. } => Body::RequestVoteReply {
+                granted: false,
+                pre_vote: *pre_vote,
+            },
+            Body::AppendEntries { .. } => Body::AppendEntriesReply(AppendReply::StaleTerm),
+            Body::InstallSnapshot { meta, .. } => Body::InstallSnapshotReply {
+                meta: *meta,
+                next_offset: 0,
+                installed: false,
+            },
+            _ => return, // Figure 2: replies from older terms are ignored.
+        };
+        self.send(m.from, self.term, body);
+    }
+
+    /// Starts a new election timeout drawn from [T, 2T) (§5.2).
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let t = self.cfg.election_tick;
+        self.randomized_timeout = self.rng.gen_range(t..2 * t);
+    }
+
+    /// Heard from a live leader less than an election timeout ago.
+    pub(crate) fn in_lease(&self) -> bool {
+        (self.cfg.check_quorum || self.cfg.pre_vote)
+            && self.leader.is_some()
+            && self.election_elapsed < self.cfg.election_tick
+    }
+
+    /// Becomes a follower in `term` (clearing the vote if the term is new).
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader {
+            self.election_elapsed = 0;
+            self.progress.clear();
+            self.pending_send = false;
+        }
+        if term != self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+    }
+
+    /// Appends an entry made by this leader and schedules sending it.
+    pub(crate) fn append_own(&mut self, entry: Entry) {
+        self.log.append(&[entry]);
+        self.pending_send = true;
+        // A single-node cluster commits on its own.
+        self.maybe_commit();
+    }
+
+    /// Appends the empty entry of §8 when configured.
+    pub(crate) fn append_noop(&mut self) {
+        if self.cfg.noop_on_election {
+            let index = self.log.last_index() + 1;
+            self.append_own(Entry {
+                index,
+                term: self.term,
+                kind: EntryKind::Noop,
+                data: Vec::new(),
+            });
+        }
+    }
+
+    /// CheckQuorum: whether a majority (this leader included) was heard from
+    /// since the last round; starts a new round.
+    pub(crate) fn quorum_active(&mut self) -> bool {
+        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        for p in self.progress.values_mut() {
+            p.recent_active = false;
+        }
+        active >= crate::quorum::majority(self.peers.len() + 1)
+    }
+}

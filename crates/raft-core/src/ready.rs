@@ -1,0 +1,98 @@
+//! The output batch: what to persist, send and apply, and its acknowledgement.
+
+use crate::error::Error;
+use crate::message::Message;
+use crate::node::{HandedOut, Node};
+use crate::storage::Storage;
+use crate::types::{Entry, HardState, Snapshot};
+
+/// One batch of output. Act on it in field order — persist (`snapshot`,
+/// `local_snapshot`, `entries`, `hard_state`, then one sync), send
+/// `messages`, apply `committed_entries` — then call [`Node::advance`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// The hard state, when it changed.
+    pub hard_state: Option<HardState>,
+    /// A snapshot from the leader: persist it, and restore the application
+    /// from it before applying `committed_entries`.
+    pub snapshot: Option<Snapshot>,
+    /// A snapshot the application asked for with [`Node::snapshot`]: persist
+    /// it (the log up to it is then dropped); nothing to restore.
+    pub local_snapshot: Option<Snapshot>,
+    /// Entries to append, replacing any stored entries from the first one's index.
+    pub entries: Vec<Entry>,
+    /// Messages to send once the above is durable.
+    pub messages: Vec<Message>,
+    /// Entries to apply, in index order, exactly once.
+    pub committed_entries: Vec<Entry>,
+}
+
+impl Ready {
+    /// Whether anything must be written (and synced) before sending.
+    pub fn must_sync(&self) -> bool {
+        self.hard_state.is_some()
+            || self.snapshot.is_some()
+            || self.local_snapshot.is_some()
+            || !self.entries.is_empty()
+    }
+
+    /// Whether the batch holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        !self.must_sync() && self.messages.is_empty() && self.committed_entries.is_empty()
+    }
+}
+
+impl<S: Storage> Node<S> {
+    /// Whether [`ready`](Node::ready) has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        (self.pending_send && self.is_leader())
+            || !self.msgs.is_empty()
+            || self.hard_state() != self.prev_hard_state
+            || !self.log.unstable_entries().is_empty()
+            || self.log.unstable_snapshot().is_some()
+            || self.local_snapshot.is_some()
+            || self.log.has_next_committed()
+    }
+
+    /// Collects the pending output. Call [`advance`](Node::advance) once it is
+    /// acted on, before the next call.
+    pub fn ready(&mut self) -> Result<Ready, Error> {
+        self.send_pending()?;
+        let hs = self.hard_state();
+        let rd = Ready {
+            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            snapshot: self.log.unstable_snapshot().cloned(),
+            local_snapshot: self.local_snapshot.take(),
+            entries: self.log.unstable_entries().to_vec(),
+            messages: std::mem::take(&mut self.msgs),
+            committed_entries: self.log.next_committed(u64::MAX)?,
+        };
+        self.handed = Some(HandedOut {
+            last_entry: rd.entries.last().map(|e| (e.index, e.term)),
+            snapshot: rd.snapshot.as_ref().map(|s| s.meta.index),
+            hard_state: rd.hard_state,
+            applied: rd.committed_entries.last().map(|e| e.index),
+        });
+        Ok(rd)
+    }
+
+    /// Acknowledges the last Ready: its writes are durable, its messages sent
+    /// and its committed entries applied.
+    pub fn advance(&mut self) {
+        let Some(h) = self.handed.take() else {
+            return;
+        };
+        if let Some(index) = h.snapshot {
+            self.log.stable_snapshot_to(index);
+        }
+        if let Some((index, term)) = h.last_entry {
+            self.log.stable_to(index, term);
+        }
+        if let Some(hs) = h.hard_state {
+            self.prev_hard_state = hs;
+        }
+        if let Some(index) = h.applied {
+            self.log.applied_to(index);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The values Raft persists: log entries, the hard state and snapshots.
+
+use serde::{Deserialize, Serialize};
+
+/// A server's identity in the cluster. Zero is reserved as "nobody".
+pub type NodeId = u64;
+/// An election term (Figure 2: `currentTerm`). Terms only grow.
+pub type Term = u64;
+/// A position in the log. The first entry has index 1; index 0 is the empty prefix.
+pub type Index = u64;
+
+/// What an entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A command proposed by the application.
+    Normal,
+    /// The empty entry a new leader appends when `Config::noop_on_election` is set (§8),
+    /// so that it can commit entries of earlier terms and serve reads.
+    Noop,
+}
+
+/// One log entry (Figure 2: "each entry contains command for state machine,
+/// and term when entry was received by leader").
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    pub term: Term,
+    pub kind: EntryKind,
+    pub data: Vec<u8>,
+}
+
+impl Entry {
+    /// A command entry.
+    pub fn normal(index: Index, term: Term, data: Vec<u8>) -> Self {
+        Entry {
+            index,
+            term,
+            kind: EntryKind::Normal,
+            data,
+        }
+    }
+
+    /// Approximate encoded size, used to bound messages and apply batches.
+    pub fn size(&self) -> u64 {
+        self.data.len() as u64 + 24
+    }
+}
+
+/// The state Figure 2 lists as "persistent state on all servers", plus the
+/// commit index so that a restarted node can apply without waiting for a leader.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HardState {
+    /// `currentTerm`.
+    pub term: Term,
+    /// `votedFor`: the candidate that received this server's vote in `term`.
+    pub vote: Option<NodeId>,
+    /// Highest index known to be committed (safe to lose; persisted as a hint).
+    pub commit: Index,
+}
+
+/// Where a snapshot ends: the last index and term it replaces (§7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// `lastIncludedIndex`.
+    pub index: Index,
+    /// `lastIncludedTerm`.
+    pub term: Term,
+}
+
+/// A state machine image covering every entry up to `meta.index`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
+}
