@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        assert_eq!(Config::new(1, vec![]).validate(), Err(ConfigError::NoVoters));
+        assert_eq!(
+            Config::new(1, vec![]).validate(),
+            Err(ConfigError::NoVoters)
+        );
         assert_eq!(
             Config::new(1, vec![1, 2, 2]).validate(),
             Err(ConfigError::DuplicateVoter(2))

@@ -83,7 +83,11 @@ impl<S: Storage> Node<S> {
             self.reset_election_timer();
         }
         let reply_term = if granted && pre_vote { term } else { self.term };
-        self.send(from, reply_term, Body::RequestVoteReply { granted, pre_vote });
+        self.send(
+            from,
+            reply_term,
+            Body::RequestVoteReply { granted, pre_vote },
+        );
     }
 
     /// A vote reply. Only counted when it answers this round: a real vote in
@@ -98,7 +102,14 @@ impl<S: Storage> Node<S> {
     ) -> Result<(), Error> {
         let current = match self.role {
             Role::Candidate => !pre_vote && term == self.term,
-            Role::PreCandidate => pre_vote && (if granted { term == self.term + 1 } else { term == self.term }),
+            Role::PreCandidate => {
+                pre_vote
+                    && (if granted {
+                        term == self.term + 1
+                    } else {
+                        term == self.term
+                    })
+            }
             _ => false,
         };
         if !current {
@@ -123,7 +134,11 @@ impl<S: Storage> Node<S> {
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
         let next = self.log.last_index() + 1;
-        self.progress = self.peers.iter().map(|&p| (p, Progress::new(next))).collect();
+        self.progress = self
+            .peers
+            .iter()
+            .map(|&p| (p, Progress::new(next)))
+            .collect();
         self.append_noop();
         // The first heartbeat goes out at once and claims leadership.
         self.pending_send = false;

@@ -132,7 +132,12 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Entries in `[lo, hi)`, at most `max_bytes` (at least one entry).
-    pub fn entries(&self, lo: Index, hi: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+    pub fn entries(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
         let hi = hi.min(self.last_index() + 1);
         if lo >= hi {
             return Ok(Vec::new());
@@ -307,7 +312,10 @@ mod tests {
         assert_eq!(log.term(2).unwrap(), 1);
         assert_eq!(log.term(3).unwrap(), 2);
         let all = log.entries(1, 7, u64::MAX).unwrap();
-        assert_eq!(all.iter().map(|e| e.term).collect::<Vec<_>>(), [1, 1, 2, 2, 2, 2]);
+        assert_eq!(
+            all.iter().map(|e| e.term).collect::<Vec<_>>(),
+            [1, 1, 2, 2, 2, 2]
+        );
         log.stable_to(6, 2);
         assert!(log.unstable_entries().is_empty());
     }

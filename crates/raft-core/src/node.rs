@@ -96,7 +96,12 @@ impl<S: Storage> Node<S> {
     pub fn new(cfg: Config, storage: S) -> Result<Self, Error> {
         cfg.validate()?;
         let hs = storage.hard_state()?;
-        let mut peers: Vec<NodeId> = cfg.voters.iter().copied().filter(|&v| v != cfg.id).collect();
+        let mut peers: Vec<NodeId> = cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != cfg.id)
+            .collect();
         peers.sort_unstable();
         let mut node = Node {
             id: cfg.id,

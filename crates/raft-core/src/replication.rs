@@ -160,7 +160,10 @@ impl<S: Storage> Node<S> {
         let last_new = prev + entries.len() as Index;
         // Figure 2: "if an existing entry conflicts with a new one (same index
         // but different terms), delete the existing entry and all that follow".
-        if let Some(i) = entries.iter().position(|e| !self.log.matches(e.index, e.term)) {
+        if let Some(i) = entries
+            .iter()
+            .position(|e| !self.log.matches(e.index, e.term))
+        {
             self.log.append(&entries[i..]);
         }
         // Figure 2: commitIndex = min(leaderCommit, index of last new entry).
@@ -171,7 +174,11 @@ impl<S: Storage> Node<S> {
     }
 
     /// The leader's side of an AppendEntries reply (its term equals ours).
-    pub(crate) fn handle_append_reply(&mut self, from: NodeId, reply: AppendReply) -> Result<(), Error> {
+    pub(crate) fn handle_append_reply(
+        &mut self,
+        from: NodeId,
+        reply: AppendReply,
+    ) -> Result<(), Error> {
         if self.role != Role::Leader {
             return Ok(());
         }
@@ -215,7 +222,9 @@ impl<S: Storage> Node<S> {
                 }
                 // Fast backtracking: skip the follower's whole conflicting term,
                 // or to just after our last entry of that term.
-                let hint = match conflict_term.and_then(|t| self.log.last_index_of_term(t, prev_log_index)) {
+                let hint = match conflict_term
+                    .and_then(|t| self.log.last_index_of_term(t, prev_log_index))
+                {
                     Some(last) if last < prev_log_index => last + 1,
                     _ => conflict_index,
                 };

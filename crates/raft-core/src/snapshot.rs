@@ -91,7 +91,11 @@ impl<S: Storage> Node<S> {
             return Ok(());
         }
         if let Some(snapshot) = self.incoming_snapshot.take() {
-            if self.local_snapshot.as_ref().is_some_and(|s| s.meta.index <= meta.index) {
+            if self
+                .local_snapshot
+                .as_ref()
+                .is_some_and(|s| s.meta.index <= meta.index)
+            {
                 self.local_snapshot = None;
             }
             self.log.restore(snapshot);
@@ -115,7 +119,8 @@ impl<S: Storage> Node<S> {
             return Ok(());
         };
         pr.recent_active = true;
-        let current = pr.state == ProgressState::Snapshot && pr.snapshot.map(|s| s.0) == Some(meta.index);
+        let current =
+            pr.state == ProgressState::Snapshot && pr.snapshot.map(|s| s.0) == Some(meta.index);
         if installed {
             let grew = pr.update(meta.index);
             if current {

@@ -154,7 +154,8 @@ impl Storage for MemStorage {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        self.entries.truncate((first.index - self.offset()) as usize);
+        self.entries
+            .truncate((first.index - self.offset()) as usize);
         self.entries.extend_from_slice(entries);
         Ok(())
     }
@@ -208,7 +209,9 @@ mod tests {
     use crate::types::SnapshotMeta;
 
     fn ents(range: std::ops::RangeInclusive<u64>, term: Term) -> Vec<Entry> {
-        range.map(|i| Entry::normal(i, term, vec![i as u8])).collect()
+        range
+            .map(|i| Entry::normal(i, term, vec![i as u8]))
+            .collect()
     }
 
     #[test]
@@ -219,7 +222,10 @@ mod tests {
         assert_eq!(s.last_index(), 4);
         assert_eq!(s.term(2).unwrap(), 1);
         assert_eq!(s.term(3).unwrap(), 2);
-        assert!(matches!(s.append(&ents(7..=7, 2)), Err(StorageError::Unavailable(7))));
+        assert!(matches!(
+            s.append(&ents(7..=7, 2)),
+            Err(StorageError::Unavailable(7))
+        ));
     }
 
     #[test]
@@ -234,7 +240,10 @@ mod tests {
         assert_eq!((s.first_index(), s.last_index()), (4, 5));
         assert_eq!(s.term(3).unwrap(), 1);
         assert!(matches!(s.term(2), Err(StorageError::Compacted(2))));
-        assert!(matches!(s.entries(2, 5, u64::MAX), Err(StorageError::Compacted(2))));
+        assert!(matches!(
+            s.entries(2, 5, u64::MAX),
+            Err(StorageError::Compacted(2))
+        ));
         s.apply_snapshot(&snap(4, 9)).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (5, 4));
         assert!(s.apply_snapshot(&snap(2, 1)).is_err());

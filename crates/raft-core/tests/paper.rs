@@ -1,0 +1,663 @@
+//! Tests tying single rules of the Raft paper (Figure 2, §5, §7, thesis §9.6
+//! and §6.2) to the node's behaviour, one message at a time. Whole-cluster
+//! scenarios under faults live in raft-sim.
+
+use raft_core::{
+    persist, AppendReply, Body, Config, Entry, Error, MemStorage, Message, Node, Role, Snapshot,
+    SnapshotMeta, Storage,
+};
+
+fn config(id: u64, n: u64) -> Config {
+    let mut c = Config::new(id, (1..=n).collect());
+    c.election_tick = 10;
+    c.heartbeat_tick = 2;
+    c
+}
+
+fn node(id: u64, n: u64) -> Node<MemStorage> {
+    Node::new(config(id, n), MemStorage::new()).unwrap()
+}
+
+/// A node whose log holds entries with the given terms at indices 1.., in `term`.
+fn node_with_log(id: u64, n: u64, terms: &[u64], term: u64) -> Node<MemStorage> {
+    let mut s = MemStorage::new();
+    let entries: Vec<Entry> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Entry::normal(i as u64 + 1, t, vec![i as u8]))
+        .collect();
+    s.append(&entries).unwrap();
+    s.set_hard_state(&raft_core::HardState {
+        term,
+        vote: None,
+        commit: 0,
+    })
+    .unwrap();
+    Node::new(config(id, n), s).unwrap()
+}
+
+/// Runs one Ready through storage and returns its messages.
+fn drain(n: &mut Node<MemStorage>) -> Vec<Message> {
+    let mut out = Vec::new();
+    while n.has_ready() {
+        let rd = n.ready().unwrap();
+        persist(n.storage_mut(), &rd).unwrap();
+        out.extend(rd.messages);
+        n.advance();
+    }
+    out
+}
+
+fn msg(from: u64, to: u64, term: u64, body: Body) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body,
+    }
+}
+
+fn vote_req(from: u64, to: u64, term: u64, last_index: u64, last_term: u64) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        Body::RequestVote {
+            last_log_index: last_index,
+            last_log_term: last_term,
+            pre_vote: false,
+        },
+    )
+}
+
+fn append(
+    from: u64,
+    to: u64,
+    term: u64,
+    prev: (u64, u64),
+    entries: &[(u64, u64)],
+    commit: u64,
+) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        Body::AppendEntries {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries: entries
+                .iter()
+                .map(|&(i, t)| Entry::normal(i, t, vec![i as u8]))
+                .collect(),
+            leader_commit: commit,
+        },
+    )
+}
+
+fn granted(msgs: &[Message]) -> Option<bool> {
+    msgs.iter().find_map(|m| match m.body {
+        Body::RequestVoteReply { granted, .. } => Some(granted),
+        _ => None,
+    })
+}
+
+fn append_reply(msgs: &[Message]) -> Option<AppendReply> {
+    msgs.iter().find_map(|m| match m.body {
+        Body::AppendEntriesReply(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// Ticks `n` until it becomes a (pre)candidate and returns what it sent.
+fn tick_until_campaign(n: &mut Node<MemStorage>) -> Vec<Message> {
+    for _ in 0..100 {
+        n.tick().unwrap();
+        if n.role() != Role::Follower {
+            return drain(n);
+        }
+    }
+    panic!("node never campaigned");
+}
+
+/// Elects node 1 of an `n`-node cluster by hand and returns it.
+fn elect(n: u64) -> Node<MemStorage> {
+    let mut leader = node(1, n);
+    let reqs = tick_until_campaign(&mut leader);
+    let pre_term = reqs[0].term;
+    for to in 2..=n {
+        let reply = msg(
+            to,
+            1,
+            pre_term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: true,
+            },
+        );
+        leader.step(reply).unwrap();
+    }
+    let reqs = drain(&mut leader);
+    let term = leader.term();
+    assert!(reqs.iter().any(|m| matches!(
+        m.body,
+        Body::RequestVote {
+            pre_vote: false,
+            ..
+        }
+    )));
+    for to in 2..=n {
+        let reply = msg(
+            to,
+            1,
+            term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: false,
+            },
+        );
+        leader.step(reply).unwrap();
+    }
+    assert!(leader.is_leader());
+    drain(&mut leader);
+    leader
+}
+
+#[test]
+fn vote_refused_for_stale_term() {
+    let mut n = node_with_log(1, 3, &[], 5);
+    n.step(vote_req(2, 1, 4, 0, 0)).unwrap();
+    let out = drain(&mut n);
+    assert_eq!(granted(&out), Some(false));
+    assert_eq!(
+        out[0].term, 5,
+        "the refusal carries our term so the candidate steps down"
+    );
+}
+
+#[test]
+fn at_most_one_vote_per_term_and_persisted_before_reply() {
+    let mut n = node(1, 3);
+    n.step(vote_req(2, 1, 1, 0, 0)).unwrap();
+    let rd = n.ready().unwrap();
+    assert_eq!(
+        rd.hard_state.unwrap().vote,
+        Some(2),
+        "vote is in the same Ready as the reply"
+    );
+    assert_eq!(granted(&rd.messages), Some(true));
+    persist(n.storage_mut(), &rd).unwrap();
+    n.advance();
+    n.step(vote_req(3, 1, 1, 0, 0)).unwrap();
+    assert_eq!(
+        granted(&drain(&mut n)),
+        Some(false),
+        "second candidate in the same term"
+    );
+    n.step(vote_req(2, 1, 1, 0, 0)).unwrap();
+    assert_eq!(
+        granted(&drain(&mut n)),
+        Some(true),
+        "a repeated request from the same candidate"
+    );
+    // The vote survives a restart.
+    let storage = n.into_storage();
+    let mut n = Node::new(config(1, 3), storage).unwrap();
+    n.step(vote_req(3, 1, 1, 0, 0)).unwrap();
+    assert_eq!(granted(&drain(&mut n)), Some(false));
+}
+
+#[test]
+fn vote_only_for_up_to_date_log() {
+    // §5.4.1: compare last terms, then last indices.
+    for (cand_index, cand_term, want) in [(3, 2, true), (2, 2, false), (9, 1, false), (1, 3, true)]
+    {
+        let mut n = node_with_log(1, 3, &[1, 1, 2], 2);
+        n.step(vote_req(2, 1, 3, cand_index, cand_term)).unwrap();
+        assert_eq!(
+            granted(&drain(&mut n)),
+            Some(want),
+            "candidate ({cand_index}, {cand_term})"
+        );
+    }
+}
+
+#[test]
+fn higher_term_makes_follower_and_clears_vote() {
+    let mut leader = elect(3);
+    let term = leader.term();
+    leader.step(append(2, 1, term + 3, (0, 0), &[], 0)).unwrap();
+    let st = leader.status();
+    assert_eq!(
+        (st.role, st.term, st.vote, st.leader),
+        (Role::Follower, term + 3, None, Some(2))
+    );
+}
+
+#[test]
+fn stale_replies_are_ignored_after_stepping_down() {
+    let mut leader = elect(3);
+    let term = leader.term();
+    leader.propose(b"a".to_vec()).unwrap();
+    drain(&mut leader);
+    // Node 3 has moved on to a later term.
+    leader.step(append(3, 1, term + 1, (0, 0), &[], 0)).unwrap();
+    drain(&mut leader);
+    assert_eq!(leader.role(), Role::Follower);
+    // A success reply from the old term arrives late: it must change nothing.
+    let before = leader.status();
+    let late = msg(
+        2,
+        1,
+        term,
+        Body::AppendEntriesReply(AppendReply::Success { match_index: 1 }),
+    );
+    leader.step(late).unwrap();
+    assert_eq!(leader.status(), before);
+    assert!(drain(&mut leader).is_empty());
+}
+
+#[test]
+fn heartbeat_runs_consistency_check() {
+    let mut n = node_with_log(1, 3, &[1, 1], 2);
+    n.step(append(2, 1, 2, (3, 2), &[], 3)).unwrap();
+    let r = append_reply(&drain(&mut n)).unwrap();
+    assert_eq!(
+        r,
+        AppendReply::Conflict {
+            prev_log_index: 3,
+            conflict_term: None,
+            conflict_index: 3
+        },
+        "too short: the hint is one past our last index"
+    );
+    assert_eq!(
+        n.status().commit,
+        0,
+        "a failed check must not advance commit"
+    );
+}
+
+#[test]
+fn conflict_hint_names_term_and_its_first_index() {
+    let mut n = node_with_log(1, 3, &[1, 2, 2, 2], 3);
+    n.step(append(2, 1, 3, (4, 3), &[], 0)).unwrap();
+    let r = append_reply(&drain(&mut n)).unwrap();
+    assert_eq!(
+        r,
+        AppendReply::Conflict {
+            prev_log_index: 4,
+            conflict_term: Some(2),
+            conflict_index: 2
+        }
+    );
+}
+
+#[test]
+fn truncates_only_on_real_conflict() {
+    let mut n = node_with_log(1, 3, &[1, 1, 1, 1], 1);
+    // An older, shorter AppendEntries arrives late: nothing is removed.
+    n.step(append(2, 1, 1, (1, 1), &[(2, 1)], 0)).unwrap();
+    assert_eq!(
+        append_reply(&drain(&mut n)),
+        Some(AppendReply::Success { match_index: 2 })
+    );
+    assert_eq!(n.last_index(), 4);
+    // A real conflict at index 3 removes 3.. and appends the new entries.
+    n.step(append(2, 1, 2, (2, 1), &[(3, 2)], 0)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.last_index(), 3);
+    assert_eq!(n.term_at(3), Some(2));
+    assert_eq!(n.storage().last_index(), 3, "storage truncated too");
+}
+
+#[test]
+fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
+    let mut n = node_with_log(1, 3, &[1, 1, 1, 1, 1], 1);
+    // Only entries through 2 are known to match the leader's log.
+    n.step(append(2, 1, 1, (1, 1), &[(2, 1)], 5)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 2);
+}
+
+#[test]
+fn committed_entries_are_handed_out_once_in_order() {
+    let mut n = node(1, 3);
+    n.step(append(2, 1, 1, (0, 0), &[(1, 1), (2, 1), (3, 1)], 2))
+        .unwrap();
+    let rd = n.ready().unwrap();
+    persist(n.storage_mut(), &rd).unwrap();
+    assert_eq!(
+        rd.committed_entries
+            .iter()
+            .map(|e| e.index)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    n.advance();
+    n.step(append(2, 1, 1, (3, 1), &[], 3)).unwrap();
+    let rd = n.ready().unwrap();
+    assert_eq!(
+        rd.committed_entries
+            .iter()
+            .map(|e| e.index)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+#[test]
+fn leader_commits_only_current_term_entries_by_counting() {
+    // Figure 8: node 1 leads term 4 with an old term-2 entry at index 2.
+    let mut n = node_with_log(1, 3, &[1, 2], 3);
+    let reqs = tick_until_campaign(&mut n);
+    let pre = reqs[0].term;
+    n.step(msg(
+        2,
+        1,
+        pre,
+        Body::RequestVoteReply {
+            granted: true,
+            pre_vote: true,
+        },
+    ))
+    .unwrap();
+    drain(&mut n);
+    let term = n.term();
+    n.step(msg(
+        2,
+        1,
+        term,
+        Body::RequestVoteReply {
+            granted: true,
+            pre_vote: false,
+        },
+    ))
+    .unwrap();
+    drain(&mut n);
+    assert!(n.is_leader());
+    // A majority holds index 2 (of term 2): not committed by counting.
+    n.step(msg(
+        2,
+        1,
+        term,
+        Body::AppendEntriesReply(AppendReply::Success { match_index: 2 }),
+    ))
+    .unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 0);
+    // Once an entry of the current term is on a majority, both commit.
+    let (idx, _) = n.propose(b"x".to_vec()).unwrap();
+    drain(&mut n);
+    n.step(msg(
+        2,
+        1,
+        term,
+        Body::AppendEntriesReply(AppendReply::Success { match_index: idx }),
+    ))
+    .unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, idx);
+}
+
+#[test]
+fn leader_backtracks_a_whole_term_per_rejection() {
+    let mut leader = node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5);
+    let reqs = tick_until_campaign(&mut leader);
+    leader
+        .step(msg(
+            2,
+            1,
+            reqs[0].term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: true,
+            },
+        ))
+        .unwrap();
+    drain(&mut leader);
+    let term = leader.term();
+    leader
+        .step(msg(
+            2,
+            1,
+            term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: false,
+            },
+        ))
+        .unwrap();
+    drain(&mut leader);
+    // Follower 2 holds terms [1,1,1,2,2,2,2]: it rejects prev=7 with term 2 from index 4.
+    let reply = AppendReply::Conflict {
+        prev_log_index: 7,
+        conflict_term: Some(2),
+        conflict_index: 4,
+    };
+    leader
+        .step(msg(2, 1, term, Body::AppendEntriesReply(reply)))
+        .unwrap();
+    let out = drain(&mut leader);
+    let next = out
+        .iter()
+        .find_map(|m| match &m.body {
+            Body::AppendEntries { prev_log_index, .. } if m.to == 2 => Some(*prev_log_index),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        next, 3,
+        "leader has no term 2: it jumps to the follower's first index of it"
+    );
+    // Bogus replies never panic and never move below index 1.
+    for r in [
+        AppendReply::Conflict {
+            prev_log_index: 3,
+            conflict_term: Some(9),
+            conflict_index: 0,
+        },
+        AppendReply::Success { match_index: 99 },
+        AppendReply::Conflict {
+            prev_log_index: 0,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ] {
+        leader
+            .step(msg(2, 1, term, Body::AppendEntriesReply(r)))
+            .unwrap();
+        for m in drain(&mut leader) {
+            if let Body::AppendEntries { prev_log_index, .. } = m.body {
+                assert!(prev_log_index + 1 >= 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn pre_vote_does_not_raise_terms() {
+    // A node with a stale log keeps timing out: its PreVotes are refused and
+    // nobody's term moves (thesis §9.6).
+    let mut stale = node_with_log(3, 3, &[1], 2);
+    let mut up = node_with_log(1, 3, &[1, 2], 2);
+    for _ in 0..3 {
+        let reqs = tick_until_campaign(&mut stale);
+        assert_eq!(stale.term(), 2, "PreCandidate keeps its term");
+        for m in reqs.into_iter().filter(|m| m.to == 1) {
+            up.step(m).unwrap();
+        }
+        let replies = drain(&mut up);
+        assert_eq!(granted(&replies), Some(false));
+        assert_eq!(up.term(), 2);
+        for r in replies {
+            // Node 2 holds the same log as node 1 and refuses alike.
+            let mut twin = r.clone();
+            twin.from = 2;
+            stale.step(r).unwrap();
+            stale.step(twin).unwrap();
+        }
+        assert_eq!(stale.role(), Role::Follower, "a majority refused");
+    }
+}
+
+#[test]
+fn follower_with_live_leader_ignores_vote_requests() {
+    let mut f = node(2, 3);
+    f.step(append(1, 2, 1, (0, 0), &[], 0)).unwrap();
+    drain(&mut f);
+    f.step(vote_req(3, 2, 5, 10, 5)).unwrap();
+    assert!(drain(&mut f).is_empty());
+    assert_eq!(
+        f.term(),
+        1,
+        "term unchanged while the leader is alive (§4.2.3)"
+    );
+}
+
+#[test]
+fn check_quorum_leader_steps_down_when_isolated() {
+    let mut leader = elect(3);
+    for _ in 0..25 {
+        leader.tick().unwrap();
+        drain(&mut leader);
+    }
+    assert_eq!(leader.role(), Role::Follower);
+}
+
+#[test]
+fn not_leader_is_a_typed_error() {
+    let mut n = node(1, 3);
+    assert!(matches!(
+        n.propose(vec![1]),
+        Err(Error::NotLeader { leader: None })
+    ));
+    n.step(append(2, 1, 1, (0, 0), &[], 0)).unwrap();
+    assert!(matches!(
+        n.propose(vec![1]),
+        Err(Error::NotLeader { leader: Some(2) })
+    ));
+}
+
+#[test]
+fn single_node_commits_its_own_proposals() {
+    let mut n = node(1, 1);
+    while !n.is_leader() {
+        n.tick().unwrap();
+    }
+    let (i, _) = n.propose(b"a".to_vec()).unwrap();
+    assert_eq!(i, 1, "first command lands at index 1 with noop off");
+    let rd = n.ready().unwrap();
+    assert_eq!(rd.committed_entries.len(), 1);
+}
+
+#[test]
+fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
+    let mut cfg = config(1, 3);
+    cfg.snapshot_chunk_bytes = 3;
+    let mut leader = Node::new(cfg, MemStorage::new()).unwrap();
+    let reqs = tick_until_campaign(&mut leader);
+    leader
+        .step(msg(
+            3,
+            1,
+            reqs[0].term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: true,
+            },
+        ))
+        .unwrap();
+    drain(&mut leader);
+    let term = leader.term();
+    leader
+        .step(msg(
+            3,
+            1,
+            term,
+            Body::RequestVoteReply {
+                granted: true,
+                pre_vote: false,
+            },
+        ))
+        .unwrap();
+    drain(&mut leader);
+    for i in 0..5u8 {
+        leader.propose(vec![i]).unwrap();
+    }
+    drain(&mut leader);
+    // Node 3 acknowledges everything; node 2 (real, empty) lags behind.
+    leader
+        .step(msg(
+            3,
+            1,
+            term,
+            Body::AppendEntriesReply(AppendReply::Success { match_index: 5 }),
+        ))
+        .unwrap();
+    drain(&mut leader);
+    assert_eq!(leader.status().commit, 5);
+    let mut follower = node(2, 3);
+    leader.snapshot(4, b"state@4".to_vec()).unwrap();
+    assert!(matches!(
+        leader.snapshot(9, vec![]),
+        Err(Error::BadSnapshotIndex { .. })
+    ));
+    drain(&mut leader);
+    assert_eq!(leader.storage().first_index(), 5);
+    // At the next heartbeat the leader finds node 2's entries compacted away.
+    leader.tick().unwrap();
+    leader.tick().unwrap();
+    let mut to_follower: Vec<Message> = drain(&mut leader)
+        .into_iter()
+        .filter(|m| m.to == 2)
+        .collect();
+    assert!(matches!(
+        to_follower[0].body,
+        Body::InstallSnapshot {
+            offset: 0,
+            done: false,
+            ..
+        }
+    ));
+    let mut restored = None;
+    let mut applied = Vec::new();
+    for _ in 0..50 {
+        if to_follower.is_empty() {
+            break;
+        }
+        for m in to_follower.drain(..) {
+            follower.step(m).unwrap();
+        }
+        while follower.has_ready() {
+            let rd = follower.ready().unwrap();
+            persist(follower.storage_mut(), &rd).unwrap();
+            if let Some(s) = &rd.snapshot {
+                assert!(applied.is_empty(), "snapshot comes before later entries");
+                restored = Some(s.clone());
+            }
+            applied.extend(rd.committed_entries.iter().map(|e| e.index));
+            for m in rd.messages {
+                leader.step(m).unwrap();
+            }
+            follower.advance();
+        }
+        to_follower = drain(&mut leader)
+            .into_iter()
+            .filter(|m| m.to == 2)
+            .collect();
+        // Heartbeats carry the commit index on.
+        leader.tick().unwrap();
+        leader.tick().unwrap();
+        to_follower.extend(drain(&mut leader).into_iter().filter(|m| m.to == 2));
+    }
+    let snap: Snapshot = restored.expect("follower installed the snapshot");
+    assert_eq!(snap.meta, SnapshotMeta { index: 4, term });
+    assert_eq!(snap.data, b"state@4");
+    assert_eq!(follower.storage().snapshot().unwrap().meta.index, 4);
+    assert_eq!(
+        applied,
+        [5],
+        "entries after the snapshot are applied, nothing below"
+    );
+    assert_eq!(follower.last_index(), 5);
+}
