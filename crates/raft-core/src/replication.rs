@@ -69,6 +69,15 @@ impl<S: Storage> Node<S> {
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
             Err(StorageError::Compacted(_)) => return self.start_snapshot(to),
+            Err(StorageError::Unavailable(_)) => {
+                // Never expected (a leader's log only grows); recover by probing.
+                let next = self.log.last_index() + 1;
+                if let Some(pr) = self.progress.get_mut(&to) {
+                    pr.match_index = pr.match_index.min(next - 1);
+                    pr.become_probe(next);
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         let mut entries = Vec::new();
