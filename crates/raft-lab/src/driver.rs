@@ -1,0 +1,237 @@
+//! The driver: one thread per node that owns the raft-core `Node`, feeds it
+//! ticks (real time) and inputs from one channel, and after every input acts
+//! on each Ready as the core's contract says — persist, then send, then
+//! apply, then advance. It never waits on anything but its input channel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use raft_core::{EntryKind, Error as CoreError, Index, Message, NodeId, StorageError, Term};
+
+use crate::apply::ApplyMsg;
+use crate::error::{SnapshotError, StartError};
+use crate::sender::Senders;
+use crate::shared::{NodeStatus, Shared};
+use crate::storage::LabStorage;
+use crate::transport::peer_index;
+
+/// Everything the driver reacts to.
+pub(crate) enum Input {
+    /// A request from a peer; its reply goes back on `reply`.
+    Request {
+        msg: Message,
+        reply: Sender<Option<Message>>,
+    },
+    /// The reply to one of this node's own calls.
+    Reply(Message),
+    /// `start(command)`.
+    Propose {
+        command: Vec<u8>,
+        reply: Sender<Result<(Index, Term), StartError>>,
+    },
+    /// `snapshot(index, data)`.
+    Snapshot {
+        index: Index,
+        data: Vec<u8>,
+        reply: Sender<Result<(), SnapshotError>>,
+    },
+    /// `kill()`.
+    Kill,
+}
+
+/// A peer waiting in `handle` for the reply to its request.
+struct Caller {
+    from: NodeId,
+    reply: Sender<Option<Message>>,
+}
+
+/// A failure after which the node cannot keep the contract (the persister
+/// failed, or the core reported a storage error): the driver stops.
+struct Fatal(String);
+
+impl From<CoreError> for Fatal {
+    fn from(e: CoreError) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+impl From<StorageError> for Fatal {
+    fn from(e: StorageError) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+pub(crate) struct Driver {
+    pub node: raft_core::Node<LabStorage>,
+    pub input: Receiver<Input>,
+    pub senders: Senders,
+    pub apply: Sender<ApplyMsg>,
+    pub shared: Arc<Shared>,
+    pub tick: Duration,
+}
+
+impl Driver {
+    /// The loop: one tick per `tick` of real time (never bursting to catch
+    /// up), otherwise the next input; then the Ready loop; then publish.
+    pub(crate) fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        let mut published = NodeStatus::default();
+        while !self.shared.is_killed() {
+            let now = Instant::now();
+            let input = if now >= next_tick {
+                None
+            } else {
+                match self.input.recv_timeout(next_tick - now) {
+                    Ok(input) => Some(input),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            let caller = match input {
+                Some(Input::Kill) => break,
+                Some(input) => self.on_input(input),
+                None => {
+                    next_tick += self.tick;
+                    if next_tick <= now {
+                        next_tick = now + self.tick;
+                    }
+                    self.node.tick().map(|()| None).map_err(Fatal::from)
+                }
+            };
+            if let Err(Fatal(why)) = caller.and_then(|c| self.run_ready(c)) {
+                tracing::error!(node = self.node.id(), %why, "raft-lab node stops");
+                self.shared.fail(why);
+                break;
+            }
+            let status = self.status();
+            if status != published {
+                self.shared.publish(status);
+                published = status;
+            }
+        }
+        self.shared.kill();
+    }
+
+    /// Feeds one input to the core. A request returns its caller, who waits
+    /// for the reply the step produces.
+    fn on_input(&mut self, input: Input) -> Result<Option<Caller>, Fatal> {
+        match input {
+            Input::Request { msg, reply } => {
+                let from = msg.from;
+                self.step(msg)?;
+                Ok(Some(Caller { from, reply }))
+            }
+            Input::Reply(msg) => {
+                self.step(msg)?;
+                Ok(None)
+            }
+            Input::Propose { command, reply } => {
+                let result = match self.node.propose(command) {
+                    Ok(at) => Ok(at),
+                    Err(CoreError::NotLeader { leader }) => Err(StartError::NotLeader {
+                        leader: leader.and_then(peer_index),
+                    }),
+                    Err(e) => return Err(e.into()),
+                };
+                let _ = reply.send(result);
+                Ok(None)
+            }
+            Input::Snapshot { index, data, reply } => {
+                let result = match self.node.snapshot(index, data) {
+                    Ok(()) => Ok(()),
+                    Err(CoreError::BadSnapshotIndex {
+                        index,
+                        applied,
+                        snapshot,
+                    }) => Err(SnapshotError::BadIndex {
+                        index,
+                        applied,
+                        snapshot,
+                    }),
+                    Err(e) => return Err(e.into()),
+                };
+                let _ = reply.send(result);
+                Ok(None)
+            }
+            Input::Kill => Ok(None),
+        }
+    }
+
+    /// Steps a message from the network. Only a storage failure is fatal;
+    /// anything else the core objects to is logged and the message dropped.
+    fn step(&mut self, msg: Message) -> Result<(), Fatal> {
+        let kind = msg.body.kind();
+        match self.node.step(msg) {
+            Ok(()) => Ok(()),
+            Err(e @ CoreError::Storage(StorageError::Backend(_))) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(node = self.node.id(), kind, error = %e, "message dropped");
+                Ok(())
+            }
+        }
+    }
+
+    /// The Ready loop (the core's contract): persist, then send — a reply
+    /// for the waiting caller goes straight back to it — then queue the
+    /// committed entries for the applier, then advance.
+    fn run_ready(&mut self, mut caller: Option<Caller>) -> Result<(), Fatal> {
+        while self.node.has_ready() {
+            let rd = self.node.ready()?;
+            raft_core::persist(self.node.storage_mut(), &rd)?;
+            for msg in rd.messages {
+                let for_caller = caller
+                    .as_ref()
+                    .is_some_and(|c| c.from == msg.to && msg.body.is_reply());
+                match caller.take() {
+                    Some(c) if for_caller => {
+                        let _ = c.reply.send(Some(msg));
+                    }
+                    other => {
+                        caller = other;
+                        self.senders.send(msg);
+                    }
+                }
+            }
+            if let Some(s) = rd.snapshot {
+                self.queue_apply(ApplyMsg::Snapshot {
+                    index: s.meta.index,
+                    term: s.meta.term,
+                    data: s.data,
+                });
+            }
+            for e in rd.committed_entries {
+                if e.kind == EntryKind::Normal {
+                    self.queue_apply(ApplyMsg::Command {
+                        index: e.index,
+                        term: e.term,
+                        command: e.data,
+                    });
+                }
+            }
+            self.node.advance();
+        }
+        // A caller still here gets no reply (a vote request ignored under a
+        // leader lease): dropping its sender tells it at once.
+        drop(caller);
+        Ok(())
+    }
+
+    fn queue_apply(&self, msg: ApplyMsg) {
+        // Unbounded: never waits. Fails only once the applier has stopped.
+        let _ = self.apply.send(msg);
+    }
+
+    fn status(&self) -> NodeStatus {
+        let s = self.node.status();
+        NodeStatus {
+            term: s.term,
+            is_leader: self.node.is_leader(),
+            leader: s.leader.and_then(peer_index),
+            commit: s.commit,
+            applied: s.applied,
+            last_index: s.last_index,
+            snapshot_index: s.first_index.saturating_sub(1),
+        }
+    }
+}

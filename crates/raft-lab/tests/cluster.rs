@@ -1,0 +1,154 @@
+//! A 3-server cluster in real time over the in-process network, through the
+//! lab's scenarios: election, agreement, a leader cut off and back, a
+//! snapshot reaching a lagging server, and a restart from the persister.
+
+mod common;
+
+use common::{cmd, Cluster, Event, Setup};
+
+#[test]
+fn elects_one_leader_and_agrees() {
+    let c = Cluster::new(3);
+    let leader = c.check_one_leader();
+    let (term, _) = c.nodes[leader].get_state();
+    assert!(term >= 1);
+    // Lab 2B: the first commands land at indices 1, 2, 3 on every server.
+    for (k, x) in [101, 102, 103].into_iter().enumerate() {
+        assert_eq!(c.one(&cmd(x), 3), k as u64 + 1);
+    }
+    // Followers agree on the term and on who leads.
+    let leader = c.check_one_leader();
+    let term = c.nodes[leader].get_state().0;
+    for node in &c.nodes {
+        common::wait_for("followers to learn the leader", || {
+            let s = node.status();
+            s.term == term && s.leader == Some(leader)
+        });
+    }
+    c.finish();
+}
+
+#[test]
+fn leader_disconnect_then_rejoin() {
+    let c = Cluster::new(3);
+    let old = c.check_one_leader();
+    c.one(&cmd(1), 3);
+
+    c.disconnect(old);
+    let new = c.check_leader_where(|l| l != old);
+    let index = c.one(&cmd(2), 2);
+    // The cut-off leader may still accept commands; they must not commit.
+    let _ = c.nodes[old].start(cmd(999));
+    c.one(&cmd(3), 2);
+    // PreVote keeps the cut-off server from raising its term.
+    assert!(c.nodes[new].get_state().0 > c.nodes[old].get_state().0);
+
+    c.connect(old);
+    let last = c.one(&cmd(4), 3);
+    c.wait_applied(old, last);
+    let logs = c.logs();
+    assert_eq!(logs.apps[old].state.get(&index), Some(&cmd(2)));
+    assert!(logs
+        .apps
+        .iter()
+        .all(|a| !a.state.values().any(|v| *v == cmd(999))));
+    drop(logs);
+    c.finish();
+}
+
+#[test]
+fn snapshot_reaches_a_lagging_server() {
+    let c = Cluster::with(
+        3,
+        Setup {
+            snapshot_every: Some(10),
+            ..Setup::default()
+        },
+    );
+    let leader = c.check_one_leader();
+    c.one(&cmd(0), 3);
+    let lagging = (leader + 1) % 3;
+    c.disconnect(lagging);
+    let before = c.logs().apps[lagging].events.len();
+    for x in 1..=35 {
+        c.one(&cmd(x), 2);
+    }
+    let leader = c.check_one_leader();
+    common::wait_for("the leader to compact its log", || {
+        c.nodes[leader].status().snapshot_index >= 30
+    });
+
+    c.connect(lagging);
+    let last = c.one(&cmd(36), 3);
+    c.wait_applied(lagging, last);
+    let logs = c.logs();
+    let events = &logs.apps[lagging].events[before..];
+    let at = events
+        .iter()
+        .position(|e| matches!(e, Event::Snapshot { .. }))
+        .unwrap_or_else(|| panic!("no snapshot delivered: {events:?}"));
+    let Event::Snapshot { index, term } = events[at] else {
+        unreachable!()
+    };
+    assert!(index >= 30, "snapshot at {index}");
+    assert_eq!(logs.committed[&index].0, term, "snapshot term");
+    assert!(events[..at]
+        .iter()
+        .all(|e| matches!(e, Event::Command { index: i, .. } if *i <= 1)));
+    if let Some(Event::Command { index: next, .. }) = events.get(at + 1) {
+        assert_eq!(*next, index + 1, "the first command after the snapshot");
+    }
+    drop(logs);
+    c.finish();
+}
+
+#[test]
+fn restart_from_persister_relearns_the_log() {
+    let mut c = Cluster::with(
+        3,
+        Setup {
+            snapshot_every: Some(5),
+            ..Setup::default()
+        },
+    );
+    c.check_one_leader();
+    let mut last = 0;
+    for x in 1..=8 {
+        last = c.one(&cmd(x), 3);
+    }
+    for i in 0..3 {
+        c.crash(i);
+    }
+    for i in 0..3 {
+        c.restart(i);
+    }
+    // Each server gets its snapshot back first, then the committed tail,
+    // from its persister alone (no leader needed yet).
+    for i in 0..3 {
+        c.wait_applied(i, last);
+        let logs = c.logs();
+        let ev = &logs.apps[i].events;
+        assert!(
+            matches!(ev[0], Event::Snapshot { index: 5, .. }),
+            "server {i}: {ev:?}"
+        );
+        assert!(ev[1..]
+            .iter()
+            .zip(6..)
+            .all(|(e, k)| matches!(e, Event::Command { index, .. } if *index == k)));
+    }
+    c.check_one_leader();
+    let next = c.one(&cmd(9), 3);
+    assert_eq!(next, last + 1);
+    c.finish();
+}
+
+#[test]
+fn corrupt_persister_refuses_to_start() {
+    let net = raft_lab::ChannelNetwork::new(3);
+    let p = raft_lab::MemPersister::new();
+    p.overwrite_raft_state(b"RLAB\x01 definitely not bincode".to_vec());
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let err = raft_lab::make(net.ends(0), 0, std::sync::Arc::new(p), tx).unwrap_err();
+    assert!(matches!(err, raft_lab::MakeError::Corrupt(_)), "{err}");
+}
