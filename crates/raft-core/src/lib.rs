@@ -9,6 +9,16 @@
 //! entries in order, then call [`Node::advance`] before asking for the next
 //! Ready.
 //!
+//! Two more promises callers may build on:
+//! - every request (RequestVote, AppendEntries, InstallSnapshot) that
+//!   [`Node::step`] accepts puts exactly one reply to its sender in the next
+//!   Ready, except a vote request ignored while a leader is known to be alive
+//!   (thesis §4.2.3), which gets none; so a request/response RPC layer can hand
+//!   that reply back as the call's response;
+//! - only [`Error::Storage`] from `step`, `tick` or `ready` means the node can
+//!   no longer keep the contract; [`Error::NotLeader`] and
+//!   [`Error::BadSnapshotIndex`] are answers to the caller, and the node goes on.
+//!
 //! ```
 //! use raft_core::{persist, Config, MemStorage, Node};
 //!

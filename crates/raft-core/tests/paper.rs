@@ -661,3 +661,44 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
     );
     assert_eq!(follower.last_index(), 5);
 }
+
+#[test]
+fn every_request_gets_exactly_one_reply_in_the_next_ready() {
+    let requests = [
+        vote_req(2, 1, 1, 0, 0),
+        msg(
+            2,
+            1,
+            1,
+            Body::RequestVote {
+                last_log_index: 0,
+                last_log_term: 0,
+                pre_vote: true,
+            },
+        ),
+        vote_req(2, 1, 0, 0, 0),
+        append(2, 1, 1, (0, 0), &[(1, 1)], 0),
+        append(2, 1, 1, (7, 1), &[], 0),
+        append(2, 1, 0, (0, 0), &[], 0),
+        msg(
+            2,
+            1,
+            1,
+            Body::InstallSnapshot {
+                meta: SnapshotMeta { index: 3, term: 1 },
+                offset: 0,
+                data: vec![1],
+                done: false,
+            },
+        ),
+    ];
+    for req in requests {
+        let mut n = node_with_log(1, 3, &[], 1);
+        n.step(req.clone()).unwrap();
+        let replies: Vec<Message> = drain(&mut n)
+            .into_iter()
+            .filter(|m| m.to == req.from && m.body.is_reply())
+            .collect();
+        assert_eq!(replies.len(), 1, "one reply to {req:?}");
+    }
+}
