@@ -22,8 +22,8 @@ pub struct Config {
     /// that cannot win never disturbs the cluster (thesis §9.6).
     pub pre_vote: bool,
     /// A leader steps down when it has not heard from a majority within an
-    /// election timeout, and followers that heard from a leader within one
-    /// ignore vote requests (thesis §6.2, §4.2.3).
+    /// election timeout, and servers that heard from a leader within one
+    /// ignore vote requests, PreVote or not (thesis §6.2, §4.2.3).
     pub check_quorum: bool,
     /// A new leader appends an empty entry of its term (§8). Off for the lab
     /// scenarios, which expect the first command at index 1.
@@ -36,6 +36,9 @@ pub struct Config {
     pub max_inflight: usize,
     /// Most bytes of snapshot data in one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: usize,
+    /// Most entry bytes handed out to apply in one Ready (at least one entry),
+    /// so a restart with a long committed log does not load it all at once.
+    pub max_apply_bytes: u64,
     /// Seed of the node's random number generator (election timeouts only).
     pub seed: u64,
 }
@@ -57,6 +60,7 @@ impl Config {
             max_msg_bytes: 1 << 20,
             max_inflight: 64,
             snapshot_chunk_bytes: 64 << 10,
+            max_apply_bytes: 16 << 20,
             seed: id,
         }
     }
@@ -98,6 +102,9 @@ impl Config {
         }
         if self.max_inflight == 0 {
             return Err(ConfigError::ZeroLimit("max_inflight"));
+        }
+        if self.max_apply_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_apply_bytes"));
         }
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));

@@ -160,8 +160,8 @@ impl<S: Storage> Node<S> {
     /// this node a follower of that term; a lower-term request is refused with
     /// our term, and a lower-term reply is dropped as stale.
     pub fn step(&mut self, m: Message) -> Result<(), Error> {
-        if m.to != self.id || m.from == self.id || m.from == 0 {
-            return Ok(());
+        if m.to != self.id || self.peers.binary_search(&m.from).is_err() {
+            return Ok(()); // Not for us, or not from a member: never counted.
         }
         if m.term > self.term {
             match &m.body {
@@ -375,9 +375,11 @@ impl<S: Storage> Node<S> {
         self.randomized_timeout = self.rng.gen_range(t..2 * t);
     }
 
-    /// Heard from a live leader less than an election timeout ago.
+    /// Heard from a live leader less than an election timeout ago. Only with
+    /// CheckQuorum, which guarantees that a leader's lease expires when it
+    /// loses its majority.
     pub(crate) fn in_lease(&self) -> bool {
-        (self.cfg.check_quorum || self.cfg.pre_vote)
+        self.cfg.check_quorum
             && self.leader.is_some()
             && self.election_elapsed < self.cfg.election_tick
     }

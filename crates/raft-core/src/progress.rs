@@ -2,8 +2,9 @@
 //! `matchIndex`, plus how it is sending to it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use crate::types::Index;
+use crate::types::{Index, Snapshot};
 
 /// How the leader sends entries to one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +34,19 @@ pub struct Progress {
     pub inflight: VecDeque<Index>,
     /// Heard from this follower since the last CheckQuorum round.
     pub recent_active: bool,
-    /// In Snapshot: the snapshot being sent and the offset the follower wants.
-    pub snapshot: Option<(Index, u64)>,
+    /// In Snapshot: the transfer under way.
+    pub snapshot: Option<SnapshotSend>,
+}
+
+/// A snapshot transfer to one follower. The snapshot is pinned when the
+/// transfer starts, so newer compactions on the leader never restart it.
+#[derive(Clone, Debug)]
+pub struct SnapshotSend {
+    pub snapshot: Arc<Snapshot>,
+    /// The offset the follower asked for last.
+    pub offset: u64,
+    /// A reply came since the last heartbeat (else the heartbeat resends).
+    pub heard: bool,
 }
 
 impl Progress {
@@ -91,12 +103,21 @@ impl Progress {
         self.snapshot = None;
     }
 
-    /// Switches to sending the snapshot ending at `index`.
-    pub fn become_snapshot(&mut self, index: Index) {
+    /// Switches to sending `snapshot` from its start.
+    pub fn become_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         self.state = ProgressState::Snapshot;
         self.inflight.clear();
         self.probe_sent = false;
-        self.snapshot = Some((index, 0));
+        self.snapshot = Some(SnapshotSend {
+            snapshot,
+            offset: 0,
+            heard: true,
+        });
+    }
+
+    /// Index of the snapshot being sent, if any.
+    pub fn snapshot_index(&self) -> Option<Index> {
+        self.snapshot.as_ref().map(|s| s.snapshot.meta.index)
     }
 
     /// Records an AppendEntries sent through `last` (pipelined in Replicate).

@@ -25,12 +25,17 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Entries to apply, in index order, exactly once.
     pub committed_entries: Vec<Entry>,
+    /// Term or vote changed: the hard state must be synced before sending.
+    /// (A change of the commit index alone may be written lazily.)
+    term_or_vote_changed: bool,
 }
 
 impl Ready {
-    /// Whether anything must be written (and synced) before sending.
+    /// Whether the writes must be synced before sending: new entries, a
+    /// snapshot, or a new term or vote. A Ready that only moves the commit
+    /// index needs no fsync (commit is recoverable from the cluster).
     pub fn must_sync(&self) -> bool {
-        self.hard_state.is_some()
+        self.term_or_vote_changed
             || self.snapshot.is_some()
             || self.local_snapshot.is_some()
             || !self.entries.is_empty()
@@ -38,7 +43,10 @@ impl Ready {
 
     /// Whether the batch holds nothing at all.
     pub fn is_empty(&self) -> bool {
-        !self.must_sync() && self.messages.is_empty() && self.committed_entries.is_empty()
+        !self.must_sync()
+            && self.hard_state.is_none()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
     }
 }
 
@@ -65,7 +73,9 @@ impl<S: Storage> Node<S> {
             local_snapshot: self.local_snapshot.take(),
             entries: self.log.unstable_entries().to_vec(),
             messages: std::mem::take(&mut self.msgs),
-            committed_entries: self.log.next_committed(u64::MAX)?,
+            committed_entries: self.log.next_committed(self.cfg.max_apply_bytes)?,
+            term_or_vote_changed: (hs.term, hs.vote)
+                != (self.prev_hard_state.term, self.prev_hard_state.vote),
         };
         self.handed = Some(HandedOut {
             last_entry: rd.entries.last().map(|e| (e.index, e.term)),

@@ -28,8 +28,9 @@ impl<S: Storage> Node<S> {
                 }
                 ProgressState::Replicate => {
                     self.send_append(to, true)?;
+                    self.send_appends(to)?;
                 }
-                ProgressState::Snapshot => self.send_snapshot_chunk(to)?,
+                ProgressState::Snapshot => self.snapshot_heartbeat(to),
             }
         }
         Ok(())
@@ -40,35 +41,48 @@ impl<S: Storage> Node<S> {
     pub(crate) fn send_pending(&mut self) -> Result<(), Error> {
         if self.role == Role::Leader && self.pending_send {
             for to in self.peers.clone() {
-                self.send_append(to, false)?;
+                self.send_appends(to)?;
             }
         }
         self.pending_send = false;
         Ok(())
     }
 
+    /// Sends the follower everything new it can take now: in Replicate state
+    /// that fills the in-flight window (pipelining), in Probe one message.
+    pub(crate) fn send_appends(&mut self, to: NodeId) -> Result<(), Error> {
+        while self.send_append(to, false)? {}
+        Ok(())
+    }
+
     /// Sends the follower its next entries unless it is paused. With
     /// `allow_empty`, sends even when there is nothing new (a probe/heartbeat).
-    pub(crate) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> Result<(), Error> {
+    /// Returns whether an AppendEntries went out.
+    pub(crate) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> Result<bool, Error> {
         let Some(pr) = self.progress.get(&to) else {
-            return Ok(());
+            return Ok(false);
         };
         if pr.is_paused(self.cfg.max_inflight) {
-            return Ok(());
+            return Ok(false);
         }
         let prev = pr.next_index - 1;
         if prev >= self.log.last_index() && !allow_empty {
-            return Ok(());
+            return Ok(false);
         }
         self.send_append_at(to, prev, true)
     }
 
     /// Sends AppendEntries after `prev` (with entries if `with_entries`), or
     /// switches the follower to a snapshot when `prev` is compacted away.
-    fn send_append_at(&mut self, to: NodeId, prev: Index, with_entries: bool) -> Result<(), Error> {
+    fn send_append_at(
+        &mut self,
+        to: NodeId,
+        prev: Index,
+        with_entries: bool,
+    ) -> Result<bool, Error> {
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
-            Err(StorageError::Compacted(_)) => return self.start_snapshot(to),
+            Err(StorageError::Compacted(_)) => return self.start_snapshot(to).map(|()| false),
             Err(StorageError::Unavailable(_)) => {
                 // Never expected (a leader's log only grows); recover by probing.
                 let next = self.log.last_index() + 1;
@@ -76,7 +90,7 @@ impl<S: Storage> Node<S> {
                     pr.match_index = pr.match_index.min(next - 1);
                     pr.become_probe(next);
                 }
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => return Err(e.into()),
         };
@@ -85,7 +99,7 @@ impl<S: Storage> Node<S> {
             let hi = (prev + 1 + self.cfg.max_msg_entries as Index).min(self.log.last_index() + 1);
             entries = match self.log.entries(prev + 1, hi, self.cfg.max_msg_bytes) {
                 Ok(e) => e,
-                Err(StorageError::Compacted(_)) => return self.start_snapshot(to),
+                Err(StorageError::Compacted(_)) => return self.start_snapshot(to).map(|()| false),
                 Err(e) => return Err(e.into()),
             };
         }
@@ -100,7 +114,7 @@ impl<S: Storage> Node<S> {
             leader_commit: self.log.committed(),
         };
         self.send(to, self.term, body);
-        Ok(())
+        Ok(true)
     }
 
     /// AppendEntries receiver (Figure 2). `term` equals ours here.
@@ -115,10 +129,9 @@ impl<S: Storage> Node<S> {
         if self.role == Role::Leader {
             return Ok(()); // Impossible in a correct cluster: one leader per term.
         }
-        let contiguous = entries
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.index == prev_log_index + 1 + i as Index && e.term <= self.term);
+        let contiguous = entries.iter().enumerate().all(|(i, e)| {
+            prev_log_index.checked_add(1 + i as Index) == Some(e.index) && e.term <= self.term
+        });
         if !contiguous {
             return Ok(()); // Malformed: drop it rather than trust it.
         }
@@ -205,7 +218,7 @@ impl<S: Storage> Node<S> {
                 match pr.state {
                     ProgressState::Probe => pr.become_replicate(),
                     ProgressState::Snapshot
-                        if pr.snapshot.is_some_and(|(i, _)| pr.match_index >= i) =>
+                        if pr.snapshot_index().is_some_and(|i| pr.match_index >= i) =>
                     {
                         pr.become_replicate()
                     }
@@ -214,7 +227,7 @@ impl<S: Storage> Node<S> {
                 if grew {
                     self.maybe_commit();
                 }
-                self.send_append(from, false)
+                self.send_appends(from)
             }
             AppendReply::Conflict {
                 prev_log_index,
@@ -223,10 +236,10 @@ impl<S: Storage> Node<S> {
             } => {
                 let stale = match pr.state {
                     ProgressState::Replicate => prev_log_index <= pr.match_index,
-                    ProgressState::Probe => prev_log_index + 1 != pr.next_index,
+                    ProgressState::Probe => prev_log_index.checked_add(1) != Some(pr.next_index),
                     ProgressState::Snapshot => true,
                 };
-                if stale || prev_log_index == 0 {
+                if stale || prev_log_index == 0 || prev_log_index > last_index {
                     return Ok(());
                 }
                 // Fast backtracking: skip the follower's whole conflicting term,
@@ -241,7 +254,7 @@ impl<S: Storage> Node<S> {
                 if let Some(pr) = self.progress.get_mut(&from) {
                     pr.become_probe(next);
                 }
-                self.send_append(from, true)
+                self.send_append(from, true).map(drop)
             }
             AppendReply::StaleTerm => Ok(()),
         }

@@ -5,35 +5,34 @@ use crate::message::Body;
 use crate::node::{Node, Role};
 use crate::progress::ProgressState;
 use crate::storage::Storage;
+use std::sync::Arc;
+
 use crate::types::{NodeId, Snapshot, SnapshotMeta, Term};
 
 impl<S: Storage> Node<S> {
-    /// The follower needs entries we compacted: send our stored snapshot.
+    /// The follower needs entries we compacted: send it our stored snapshot,
+    /// read once and pinned for the whole transfer.
     pub(crate) fn start_snapshot(&mut self, to: NodeId) -> Result<(), Error> {
-        let index = self.log.storage().snapshot()?.meta.index;
+        let snapshot = Arc::new(self.log.storage().snapshot()?);
         if let Some(pr) = self.progress.get_mut(&to) {
-            pr.become_snapshot(index);
+            pr.become_snapshot(snapshot);
         }
-        self.send_snapshot_chunk(to)
+        self.send_snapshot_chunk(to);
+        Ok(())
     }
 
-    /// Sends the chunk the follower asked for last (one chunk in flight; a
-    /// heartbeat interval without a reply sends it again).
-    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) -> Result<(), Error> {
-        let Some((index, mut offset)) = self.progress.get(&to).and_then(|p| p.snapshot) else {
-            return Ok(());
+    /// Sends the chunk the follower asked for last. One chunk is in flight at
+    /// a time; a heartbeat interval with no reply sends it again.
+    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(send) = self.progress.get(&to).and_then(|p| p.snapshot.as_ref()) else {
+            return;
         };
-        let snap = self.log.storage().snapshot()?;
-        if snap.meta.index != index {
-            // A newer snapshot replaced it: start that one over.
-            offset = 0;
-            if let Some(pr) = self.progress.get_mut(&to) {
-                pr.snapshot = Some((snap.meta.index, 0));
-            }
-        }
+        let snap = &send.snapshot;
         let len = snap.data.len() as u64;
-        let offset = offset.min(len);
-        let end = (offset + self.cfg.snapshot_chunk_bytes as u64).min(len);
+        let offset = send.offset.min(len);
+        let end = offset
+            .saturating_add(self.cfg.snapshot_chunk_bytes as u64)
+            .min(len);
         let body = Body::InstallSnapshot {
             meta: snap.meta,
             offset,
@@ -41,7 +40,19 @@ impl<S: Storage> Node<S> {
             done: end == len,
         };
         self.send(to, self.term, body);
-        Ok(())
+    }
+
+    /// Heartbeat for a follower receiving a snapshot: resend the current
+    /// chunk only if nothing was heard from it for a whole interval.
+    pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) {
+        let Some(send) = self.progress.get_mut(&to).and_then(|p| p.snapshot.as_mut()) else {
+            return;
+        };
+        let resend = !send.heard;
+        send.heard = false;
+        if resend {
+            self.send_snapshot_chunk(to);
+        }
     }
 
     /// InstallSnapshot receiver (Figure 13), `term` equal to ours.
@@ -72,12 +83,22 @@ impl<S: Storage> Node<S> {
             self.send(from, self.term, reply(0, true));
             return Ok(());
         }
-        if offset == 0 {
+        if meta.term > self.term || meta.index == u64::MAX {
+            return Ok(()); // Malformed: a snapshot from the future.
+        }
+        let same = self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta == meta);
+        if offset == 0 && !same {
             self.incoming_snapshot = Some(Snapshot {
                 meta,
                 data: Vec::new(),
             });
         }
+        let Some(end) = offset.checked_add(data.len() as u64) else {
+            return Ok(());
+        };
         let have = match &mut self.incoming_snapshot {
             Some(s) if s.meta == meta && s.data.len() as u64 == offset => {
                 s.data.extend_from_slice(&data);
@@ -86,7 +107,7 @@ impl<S: Storage> Node<S> {
             Some(s) if s.meta == meta => s.data.len() as u64,
             _ => 0,
         };
-        if !(done && have == offset + data.len() as u64) {
+        if !(done && have == end) {
             self.send(from, self.term, reply(have, false));
             return Ok(());
         }
@@ -120,7 +141,7 @@ impl<S: Storage> Node<S> {
         };
         pr.recent_active = true;
         let current =
-            pr.state == ProgressState::Snapshot && pr.snapshot.map(|s| s.0) == Some(meta.index);
+            pr.state == ProgressState::Snapshot && pr.snapshot_index() == Some(meta.index);
         if installed {
             let grew = pr.update(meta.index);
             if current {
@@ -129,11 +150,15 @@ impl<S: Storage> Node<S> {
             if grew {
                 self.maybe_commit();
             }
-            return self.send_append(from, true);
+            return self.send_appends(from);
         }
-        if current {
-            pr.snapshot = Some((meta.index, next_offset));
-            return self.send_snapshot_chunk(from);
+        if let Some(send) = pr.snapshot.as_mut().filter(|_| current) {
+            send.heard = true;
+            // An equal offset is a duplicate reply: that chunk is in flight.
+            if next_offset != send.offset {
+                send.offset = next_offset;
+                self.send_snapshot_chunk(from);
+            }
         }
         Ok(())
     }

@@ -37,6 +37,9 @@ pub trait Storage {
     /// snapshot's last included entry, retain log entries following it").
     fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
     /// Makes every write so far durable (one call per Ready: group commit).
+    ///
+    /// After any write or sync fails, a store may refuse every later write
+    /// (the node must stop then: see `StorageError::Backend`).
     fn sync(&mut self) -> Result<(), StorageError>;
 }
 
