@@ -1,0 +1,237 @@
+//! Drives one node through the Ready contract after each input: persist
+//! (snapshot, entries, hard state, one sync), then send, then apply
+//! (restoring from the Ready's snapshot first), then `advance`; then the
+//! application may take a snapshot, which is one more Ready. The checker
+//! sees every Ready and the node's state once the input is fully handled,
+//! and the core's promise of one reply per request (in the Ready right after
+//! it) is checked here too.
+
+use raft_core::{persist, Config, Message, NodeId, Ready, Storage};
+
+use crate::clock::Time;
+use crate::error::{FailureKind, SimError};
+use crate::factory::StorageFactory;
+use crate::network::Fate;
+use crate::sim::{derive_seed, Ev, Seen, Sim, TICK};
+use crate::trace::Event;
+
+impl<F: StorageFactory> Sim<F> {
+    /// Acts on every Ready node `id` has, then checks the invariants.
+    pub(crate) fn drive(&mut self, id: NodeId) -> Result<(), SimError> {
+        let i = id as usize - 1;
+        loop {
+            let Some(node) = self.nodes[i].as_mut() else {
+                return Ok(());
+            };
+            if !node.has_ready() {
+                break;
+            }
+            let rd = node.ready();
+            let rd = self.core(id, rd)?;
+            self.check_reply(id, &rd.messages)?;
+            let node = self.nodes[i].as_mut().expect("up");
+            if let Err(e) = persist(node.storage_mut(), &rd) {
+                let what = e.to_string();
+                return Err(self.fail(FailureKind::Storage { node: id, what }));
+            }
+            let (role, term) = (node.role(), node.term());
+            if let Err(what) = self.checker.on_ready(id, &rd, role, term) {
+                return Err(self.fail(FailureKind::Invariant { node: id, what }));
+            }
+            self.act(id, rd)?;
+            self.nodes[i].as_mut().expect("up").advance();
+            self.maybe_snapshot(id)?;
+        }
+        self.check_reply(id, &[])?;
+        self.after_event(id)
+    }
+
+    /// One reply per stepped request, in the Ready right after it.
+    fn check_reply(&mut self, id: NodeId, messages: &[Message]) -> Result<(), SimError> {
+        let Some((from, kind, may_ignore)) = self.awaiting_reply.take() else {
+            return Ok(());
+        };
+        let replies = messages
+            .iter()
+            .filter(|m| m.to == from && m.body.is_reply())
+            .count();
+        if replies == 1 || (replies == 0 && may_ignore) {
+            return Ok(());
+        }
+        let what = format!("request {kind} from node {from} got {replies} replies, not one");
+        Err(self.fail(FailureKind::Invariant { node: id, what }))
+    }
+
+    /// Sends and applies one persisted Ready.
+    fn act(&mut self, id: NodeId, rd: Ready) -> Result<(), SimError> {
+        if let Some(s) = &rd.local_snapshot {
+            self.record(
+                Some(id),
+                Event::Snapshot {
+                    index: s.meta.index,
+                },
+            );
+        }
+        for m in rd.messages {
+            self.send(m);
+        }
+        if let Some(s) = &rd.snapshot {
+            if let Err(what) = self.apps.install(id, s) {
+                return Err(self.fail(FailureKind::Apply { node: id, what }));
+            }
+            self.record(
+                Some(id),
+                Event::Install {
+                    index: s.meta.index,
+                },
+            );
+        }
+        for e in &rd.committed_entries {
+            if let Err(what) = self.apps.apply(id, e) {
+                return Err(self.fail(FailureKind::Apply { node: id, what }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab's application snapshots every `snapshot_every` applied entries.
+    fn maybe_snapshot(&mut self, id: NodeId) -> Result<(), SimError> {
+        let every = self.cfg.snapshot_every;
+        let Some(node) = self.nodes[id as usize - 1].as_ref() else {
+            return Ok(());
+        };
+        if every == 0 {
+            return Ok(());
+        }
+        let st = node.status();
+        let target = st.applied / every * every;
+        if target == 0 || target < st.first_index {
+            return Ok(());
+        }
+        let data = self.apps.snapshot_data(id, target);
+        let node = self.nodes[id as usize - 1].as_mut().expect("up");
+        let res = node.snapshot(target, data);
+        self.core(id, res)
+    }
+
+    /// Puts one message on the network.
+    fn send(&mut self, m: Message) {
+        let bytes = bincode::serialized_size(&m).unwrap_or(0);
+        let (from, to, kind) = (m.from, m.to, m.body.kind());
+        let fate = self.net.route(&mut self.rng, self.now, &m, bytes);
+        if self.tracer.wants_messages() {
+            let ev = match &fate {
+                Fate::Lost(reason) => Event::Lost {
+                    to,
+                    msg: kind,
+                    reason,
+                },
+                Fate::Deliver(_) => Event::Send {
+                    to,
+                    msg: kind,
+                    bytes,
+                },
+            };
+            self.record(Some(from), ev);
+        }
+        if let Fate::Deliver(times) = fate {
+            for &t in &times[1..] {
+                self.queue.push(t, Ev::Deliver(m.clone()));
+            }
+            self.queue.push(times[0], Ev::Deliver(m));
+        }
+    }
+
+    /// Checks node `id` after an event and traces its role, term and commit changes.
+    fn after_event(&mut self, id: NodeId) -> Result<(), SimError> {
+        let i = id as usize - 1;
+        let Some(node) = self.nodes[i].as_ref() else {
+            return Ok(());
+        };
+        let st = node.status();
+        let last_term = node.term_at(st.last_index);
+        if let Err(what) = self.checker.after_event(id, &st, last_term) {
+            return Err(self.fail(FailureKind::Invariant { node: id, what }));
+        }
+        let seen = self.seen[i];
+        if st.role != seen.role {
+            let ev = Event::Role {
+                from: seen.role,
+                to: st.role,
+            };
+            self.record(Some(id), ev);
+        } else if st.term != seen.term {
+            let ev = Event::Term {
+                from: seen.term,
+                to: st.term,
+            };
+            self.record(Some(id), ev);
+        }
+        if st.commit > seen.commit {
+            self.record(Some(id), Event::Commit { index: st.commit });
+        }
+        self.seen[i] = Seen {
+            role: st.role,
+            term: st.term,
+            commit: st.commit,
+        };
+        Ok(())
+    }
+
+    /// Starts a new incarnation of node `id` from the factory's storage: the
+    /// application restores from the stored snapshot and re-applies the
+    /// committed entries after it.
+    pub(crate) fn start_node(&mut self, id: NodeId) -> Result<(), SimError> {
+        let i = id as usize - 1;
+        let storage = match self.factory.open(id) {
+            Ok(s) => s,
+            Err(e) => {
+                let what = format!("cannot open: {e}");
+                return Err(self.fail(FailureKind::Storage { node: id, what }));
+            }
+        };
+        let snapshot = match storage.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                let what = e.to_string();
+                return Err(self.fail(FailureKind::Storage { node: id, what }));
+            }
+        };
+        self.incarnation[i] += 1;
+        let incarnation = self.incarnation[i];
+        let voters = (1..=self.n() as NodeId).collect();
+        let mut cfg = Config::new(id, voters);
+        cfg.seed = derive_seed(self.cfg.seed, 3, (id << 32) | incarnation);
+        let node = raft_core::Node::new(cfg, storage);
+        let node = self.core(id, node)?;
+        if let Err(what) = self.apps.restart(id, &snapshot) {
+            return Err(self.fail(FailureKind::Apply { node: id, what }));
+        }
+        let st = node.status();
+        if let Err(what) = self.checker.on_restart(id, node.storage(), &st) {
+            return Err(self.fail(FailureKind::Invariant { node: id, what }));
+        }
+        self.seen[i] = Seen {
+            role: st.role,
+            term: st.term,
+            commit: st.commit,
+        };
+        self.nodes[i] = Some(node);
+        if incarnation > 1 {
+            self.record(Some(id), Event::Restart);
+        }
+        let next = self.next_tick(i);
+        self.queue.push(next, Ev::Tick { id, incarnation });
+        self.drive(id)
+    }
+
+    /// The first tick of node `i`'s phase strictly after now.
+    fn next_tick(&self, i: usize) -> Time {
+        let phase = self.phase[i];
+        if self.now < phase {
+            return phase;
+        }
+        let since = (self.now - phase) % TICK;
+        self.now + (TICK - since)
+    }
+}

@@ -1,0 +1,588 @@
+//! The safety checker, run after every event.
+//!
+//! It keeps a mirror of each node's persisted log as `(term, chain)` pairs,
+//! where `chain` hashes the entry together with the chain of the entry
+//! before it: equal chains mean identical prefixes. The mirror is updated
+//! from each Ready (the only way a log changes), so a check costs what the
+//! Ready carries, not the log's length. Properties (Figure 3 of the paper):
+//!
+//! - Election safety: at most one leader per term, over the whole run.
+//! - Leader append-only: a leader never overwrites or deletes its entries
+//!   while it leads that term.
+//! - Log matching: one `(index, term)` has one chain on every node, ever.
+//! - Leader completeness: a new leader holds the whole committed prefix.
+//! - State-machine safety: every node commits the same prefix (the apply
+//!   side is checked in [`crate::app`]).
+//! - Commit and apply never go back within an incarnation; terms never go
+//!   back and a vote never changes within a term, even across restarts.
+
+use std::collections::btree_map::Entry as MapEntry;
+use std::collections::BTreeMap;
+
+use raft_core::{Entry, HardState, Index, NodeId, Ready, Role, Status, Storage, Term};
+
+/// FNV-1a over bytes: a deterministic hash that no std release can change.
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn mix(mut z: u64) -> u64 {
+    // splitmix64's finaliser.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The chain hash of `entry` following a prefix whose chain is `prev`.
+pub fn chain(prev: u64, entry: &Entry) -> u64 {
+    let mut h = mix(prev ^ 0x9e37_79b9_7f4a_7c15);
+    h = mix(h ^ entry.index);
+    h = mix(h ^ entry.term);
+    h = mix(h ^ (entry.kind as u64));
+    mix(h ^ fnv1a(&entry.data))
+}
+
+/// The checker's mirror of one node.
+#[derive(Clone, Debug)]
+struct View {
+    /// Snapshot point: the mirror holds `base..=last`.
+    base: Index,
+    base_term: Term,
+    base_chain: u64,
+    /// `(term, chain)` of entries `base + 1 ..`.
+    log: Vec<(Term, u64)>,
+    term: Term,
+    vote: Option<NodeId>,
+    commit: Index,
+    applied: Index,
+    /// The term this node has been seen leading, if it leads now.
+    leading: Option<Term>,
+}
+
+impl View {
+    fn empty() -> Self {
+        View {
+            base: 0,
+            base_term: 0,
+            base_chain: 0,
+            log: Vec::new(),
+            term: 0,
+            vote: None,
+            commit: 0,
+            applied: 0,
+            leading: None,
+        }
+    }
+
+    fn last(&self) -> Index {
+        self.base + self.log.len() as Index
+    }
+
+    fn at(&self, index: Index) -> Option<(Term, u64)> {
+        if index == self.base {
+            Some((self.base_term, self.base_chain))
+        } else if index > self.base && index <= self.last() {
+            Some(self.log[(index - self.base - 1) as usize])
+        } else {
+            None
+        }
+    }
+}
+
+/// Run-wide safety state.
+#[derive(Debug)]
+pub struct Checker {
+    views: Vec<View>,
+    /// Election safety: the leader of each term.
+    leaders: BTreeMap<Term, NodeId>,
+    /// Log matching: the chain of every `(index, term)` ever held.
+    chains: BTreeMap<(Index, Term), u64>,
+    /// Chains of the committed prefix, `committed[i - 1]` for index `i`.
+    committed: Vec<u64>,
+}
+
+type Check = Result<(), String>;
+
+impl Checker {
+    /// A checker for nodes `1..=n` with empty logs.
+    pub fn new(n: usize) -> Self {
+        Checker {
+            views: vec![View::empty(); n],
+            leaders: BTreeMap::new(),
+            chains: BTreeMap::new(),
+            committed: Vec::new(),
+        }
+    }
+
+    /// The leader seen in each term so far.
+    pub fn leaders(&self) -> &BTreeMap<Term, NodeId> {
+        &self.leaders
+    }
+
+    /// Highest index known committed.
+    pub fn committed_index(&self) -> Index {
+        self.committed.len() as Index
+    }
+
+    fn record_chain(&mut self, index: Index, term: Term, c: u64) -> Check {
+        match self.chains.entry((index, term)) {
+            MapEntry::Occupied(o) if *o.get() != c => Err(format!(
+                "log matching: entry (index {index}, term {term}) has a different command or \
+                 history than another log's entry with the same index and term"
+            )),
+            MapEntry::Occupied(_) => Ok(()),
+            MapEntry::Vacant(v) => {
+                v.insert(c);
+                Ok(())
+            }
+        }
+    }
+
+    /// Mirrors what node `id` persists from `rd`. `role` and `term` are the
+    /// node's after the input that produced it.
+    pub fn on_ready(&mut self, id: NodeId, rd: &Ready, role: Role, term: Term) -> Check {
+        let i = id as usize - 1;
+        let leading = role == Role::Leader && self.views[i].leading == Some(term);
+        if let Some(s) = &rd.snapshot {
+            if leading {
+                return Err(format!("leader of term {term} installed a snapshot"));
+            }
+            let m = s.meta;
+            let c = match self.chains.get(&(m.index, m.term)) {
+                Some(&c) => c,
+                None if m.index == 0 => 0,
+                None => {
+                    return Err(format!(
+                        "snapshot ends at (index {}, term {}), an entry no log ever held",
+                        m.index, m.term
+                    ))
+                }
+            };
+            let v = &mut self.views[i];
+            if v.at(m.index).map(|(t, _)| t) == Some(m.term) {
+                let drop = (m.index - v.base) as usize;
+                v.log.drain(..drop.min(v.log.len()));
+            } else {
+                v.log.clear();
+            }
+            (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
+        }
+        self.append(i, &rd.entries, leading, term)?;
+        if let Some(hs) = &rd.hard_state {
+            self.on_hard_state(i, hs)?;
+        }
+        if let Some(s) = &rd.local_snapshot {
+            let m = s.meta;
+            let v = &mut self.views[i];
+            if m.index > v.commit {
+                return Err(format!(
+                    "snapshot at {} covers uncommitted entries",
+                    m.index
+                ));
+            }
+            match v.at(m.index) {
+                Some((t, c)) if t == m.term => {
+                    let drop = (m.index - v.base) as usize;
+                    v.log.drain(..drop.min(v.log.len()));
+                    (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
+                }
+                _ => {
+                    return Err(format!(
+                        "local snapshot at (index {}, term {}) does not match the log",
+                        m.index, m.term
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The persisted term and vote never go back; the commit index only
+    /// rises, and each rise must extend the one committed prefix.
+    fn on_hard_state(&mut self, i: usize, hs: &HardState) -> Check {
+        let v = &self.views[i];
+        if hs.term < v.term {
+            return Err(format!("term went back from {} to {}", v.term, hs.term));
+        }
+        if hs.term == v.term && v.vote.is_some() && hs.vote != v.vote {
+            return Err(format!(
+                "vote in term {} changed from {:?} to {:?}",
+                hs.term, v.vote, hs.vote
+            ));
+        }
+        if hs.commit < v.commit {
+            return Err(format!(
+                "commit went back from {} to {}",
+                v.commit, hs.commit
+            ));
+        }
+        if hs.commit > v.commit {
+            self.record_commit(i, hs.commit)?;
+        }
+        let v = &mut self.views[i];
+        (v.term, v.vote, v.commit) = (hs.term, hs.vote, hs.commit);
+        Ok(())
+    }
+
+    fn append(&mut self, i: usize, entries: &[Entry], leading: bool, term: Term) -> Check {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let v = &self.views[i];
+        let old_last = v.last();
+        if first.index > old_last + 1 {
+            return Err(format!(
+                "entries from {} leave a gap after the last index {old_last}",
+                first.index
+            ));
+        }
+        // Entries at or below the snapshot are committed; storage skips them.
+        let skip = entries.iter().take_while(|e| e.index <= v.base).count();
+        if let Some(e) = entries[..skip].last() {
+            if e.index == v.base && e.term != v.base_term {
+                return Err(format!(
+                    "entry {} conflicts with the snapshot's term",
+                    e.index
+                ));
+            }
+        }
+        let entries = &entries[skip..];
+        let Some(from) = entries.first().map(|e| e.index) else {
+            return Ok(());
+        };
+        let overwritten: Vec<(Term, u64)> = if leading && from <= old_last {
+            v.log[(from - v.base - 1) as usize..].to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut prev = v.at(from - 1).map(|(_, c)| c).unwrap_or(0);
+        let mut fresh = Vec::with_capacity(entries.len());
+        for e in entries {
+            if leading && e.term != term {
+                return Err(format!(
+                    "leader of term {term} appended entry {} of term {}",
+                    e.index, e.term
+                ));
+            }
+            prev = chain(prev, e);
+            self.record_chain(e.index, e.term, prev)?;
+            fresh.push((e.term, prev));
+        }
+        let v = &mut self.views[i];
+        v.log.truncate((from - v.base - 1) as usize);
+        v.log.extend(fresh);
+        if leading {
+            let changed = overwritten
+                .iter()
+                .zip(&v.log[(from - v.base - 1) as usize..])
+                .any(|(a, b)| a != b);
+            if changed || v.last() < old_last {
+                return Err(format!(
+                    "leader of term {term} overwrote or deleted its entries from index {from}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks node `id` after an event that touched it. `last_term` is the
+    /// term of its last entry as the node itself reports it.
+    pub fn after_event(&mut self, id: NodeId, st: &Status, last_term: Option<Term>) -> Check {
+        let i = id as usize - 1;
+        let v = &self.views[i];
+        if st.last_index != v.last() || last_term != v.at(v.last()).map(|(t, _)| t) {
+            return Err(format!(
+                "in-memory log ends at ({}, {last_term:?}) but the persisted one at ({}, {:?})",
+                st.last_index,
+                v.last(),
+                v.at(v.last()).map(|(t, _)| t)
+            ));
+        }
+        if st.first_index != v.base + 1 {
+            return Err(format!(
+                "first index {} but the persisted snapshot ends at {}",
+                st.first_index, v.base
+            ));
+        }
+        if (st.term, st.vote, st.commit) != (v.term, v.vote, v.commit) {
+            return Err(format!(
+                "in-memory term/vote/commit {}/{:?}/{} differ from the persisted {}/{:?}/{}",
+                st.term, st.vote, st.commit, v.term, v.vote, v.commit
+            ));
+        }
+        if st.applied < v.applied {
+            return Err(format!(
+                "applied went back from {} to {}",
+                v.applied, st.applied
+            ));
+        }
+        if st.applied > st.commit || st.commit > st.last_index {
+            return Err(format!(
+                "applied {} > commit {} or commit > last index {}",
+                st.applied, st.commit, st.last_index
+            ));
+        }
+        if st.role == Role::Leader {
+            match self.leaders.entry(st.term) {
+                MapEntry::Occupied(o) if *o.get() != id => {
+                    return Err(format!(
+                        "election safety: node {} already led term {}",
+                        o.get(),
+                        st.term
+                    ))
+                }
+                MapEntry::Occupied(_) => {}
+                MapEntry::Vacant(e) => {
+                    e.insert(id);
+                }
+            }
+            if v.leading != Some(st.term) {
+                self.check_completeness(i, st.term)?;
+            }
+        }
+        let v = &mut self.views[i];
+        v.leading = (st.role == Role::Leader).then_some(st.term);
+        v.applied = st.applied;
+        Ok(())
+    }
+
+    fn check_completeness(&self, i: usize, term: Term) -> Check {
+        let known = self.committed.len() as Index;
+        if known == 0 {
+            return Ok(());
+        }
+        let v = &self.views[i];
+        match v.at(known) {
+            Some((_, c)) if c == self.committed[known as usize - 1] => Ok(()),
+            Some(_) => Err(format!(
+                "leader completeness: new leader of term {term} has a different entry at \
+                 committed index {known}"
+            )),
+            None => Err(format!(
+                "leader completeness: new leader of term {term} (log {}..={}) lacks committed \
+                 index {known}",
+                v.base,
+                v.last()
+            )),
+        }
+    }
+
+    fn record_commit(&mut self, i: usize, commit: Index) -> Check {
+        let v = &self.views[i];
+        let Some((_, c)) = v.at(commit) else {
+            return Err(format!("committed index {commit} is outside the log"));
+        };
+        let known = self.committed.len() as Index;
+        if commit <= known {
+            if self.committed[commit as usize - 1] != c {
+                return Err(format!(
+                    "two different entries committed at index {commit} (state-machine safety)"
+                ));
+            }
+            return Ok(());
+        }
+        if known > 0 {
+            match v.at(known) {
+                Some((_, ck)) if ck == self.committed[known as usize - 1] => {}
+                _ => {
+                    return Err(format!(
+                        "commit to {commit} does not extend the committed prefix ending at {known}"
+                    ))
+                }
+            }
+        } else if v.base > 0 {
+            return Err(format!(
+                "commit to {commit} skips a prefix nobody committed"
+            ));
+        }
+        for index in known + 1..=commit {
+            let (_, c) = v.at(index).expect("between base and commit");
+            self.committed.push(c);
+        }
+        Ok(())
+    }
+
+    /// Node `id` crashed: it keeps its mirror (that is its disk), and leads nothing.
+    pub fn on_crash(&mut self, id: NodeId) {
+        self.views[id as usize - 1].leading = None;
+    }
+
+    /// Node `id` restarted over `storage`: rebuild its mirror from what the
+    /// storage holds and check it against everything seen before.
+    pub fn on_restart<S: Storage>(&mut self, id: NodeId, storage: &S, st: &Status) -> Check {
+        let i = id as usize - 1;
+        let snap = storage.snapshot().map_err(|e| e.to_string())?;
+        let m = snap.meta;
+        let base_chain = match self.chains.get(&(m.index, m.term)) {
+            Some(&c) => c,
+            None if m.index == 0 => 0,
+            None => return Err(format!("restarted from an unknown snapshot ({m:?})")),
+        };
+        let (first, last) = (storage.first_index(), storage.last_index());
+        let entries = storage
+            .entries(first, last + 1, u64::MAX)
+            .map_err(|e| e.to_string())?;
+        let old = std::mem::replace(&mut self.views[i], View::empty());
+        let v = &mut self.views[i];
+        (v.base, v.base_term, v.base_chain) = (m.index, m.term, base_chain);
+        let mut prev = base_chain;
+        let mut fresh = Vec::with_capacity(entries.len());
+        for e in &entries {
+            prev = chain(prev, e);
+            fresh.push((e.index, e.term, prev));
+        }
+        for (index, term, c) in fresh {
+            self.record_chain(index, term, c)?;
+            self.views[i].log.push((term, c));
+        }
+        if (st.term, st.vote) != (old.term, old.vote) {
+            return Err(format!(
+                "restarted with term/vote {}/{:?} but {}/{:?} was persisted",
+                st.term, st.vote, old.term, old.vote
+            ));
+        }
+        let v = &mut self.views[i];
+        (v.term, v.vote) = (old.term, old.vote);
+        // A new incarnation: commit and applied start over from storage.
+        (v.commit, v.applied) = (st.commit, st.applied);
+        if old.last() != v.last() || old.at(old.last()) != v.at(v.last()) {
+            return Err(format!(
+                "storage reopened with log ending at {} but {} was persisted",
+                v.last(),
+                old.last()
+            ));
+        }
+        let known = self.committed.len() as Index;
+        let at_commit = v.at(st.commit).map(|(_, c)| c);
+        if st.commit > v.base
+            && st.commit <= known
+            && at_commit != Some(self.committed[st.commit as usize - 1])
+        {
+            return Err(format!(
+                "restarted with a wrong entry at commit {}",
+                st.commit
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: NodeId, hs: HardState, role: Role, last: Index) -> Status {
+        Status {
+            id,
+            term: hs.term,
+            vote: hs.vote,
+            role,
+            leader: None,
+            commit: hs.commit,
+            applied: hs.commit,
+            first_index: 1,
+            last_index: last,
+        }
+    }
+
+    fn hs(term: Term, vote: NodeId, commit: Index) -> HardState {
+        HardState {
+            term,
+            vote: Some(vote),
+            commit,
+        }
+    }
+
+    // Ready has a private field, so no struct-update syntax here.
+    #[allow(clippy::field_reassign_with_default)]
+    fn ready(entries: Vec<Entry>, hard_state: Option<HardState>) -> Ready {
+        let mut rd = Ready::default();
+        rd.entries = entries;
+        rd.hard_state = hard_state;
+        rd
+    }
+
+    fn e(index: Index, term: Term, data: u8) -> Entry {
+        Entry::normal(index, term, vec![data])
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_are_caught() {
+        let mut c = Checker::new(3);
+        for id in 1..=2 {
+            c.on_ready(id, &ready(vec![], Some(hs(1, id, 0))), Role::Leader, 1)
+                .unwrap();
+        }
+        c.after_event(1, &status(1, hs(1, 1, 0), Role::Leader, 0), Some(0))
+            .unwrap();
+        let err = c.after_event(2, &status(2, hs(1, 2, 0), Role::Leader, 0), Some(0));
+        assert!(err.unwrap_err().contains("election safety"));
+    }
+
+    #[test]
+    fn same_index_and_term_with_different_data_is_caught() {
+        let mut c = Checker::new(2);
+        c.on_ready(1, &ready(vec![e(1, 1, 7)], None), Role::Follower, 1)
+            .unwrap();
+        let err = c.on_ready(2, &ready(vec![e(1, 1, 8)], None), Role::Follower, 1);
+        assert!(err.unwrap_err().contains("log matching"));
+    }
+
+    #[test]
+    fn leader_overwriting_its_log_is_caught() {
+        let mut c = Checker::new(1);
+        c.on_ready(1, &ready(vec![], Some(hs(2, 1, 0))), Role::Leader, 2)
+            .unwrap();
+        c.after_event(1, &status(1, hs(2, 1, 0), Role::Leader, 0), Some(0))
+            .unwrap();
+        let two = vec![e(1, 2, 1), e(2, 2, 2)];
+        c.on_ready(1, &ready(two, None), Role::Leader, 2).unwrap();
+        // Re-writing entry 1 drops entry 2: a deletion.
+        let err = c.on_ready(1, &ready(vec![e(1, 2, 1)], None), Role::Leader, 2);
+        assert!(err.unwrap_err().contains("overwrote or deleted"));
+    }
+
+    #[test]
+    fn diverging_commits_and_going_back_are_caught() {
+        let mut c = Checker::new(2);
+        c.on_ready(
+            1,
+            &ready(vec![e(1, 1, 1)], Some(hs(1, 1, 1))),
+            Role::Follower,
+            1,
+        )
+        .unwrap();
+        let err = c.on_ready(
+            2,
+            &ready(vec![e(1, 2, 1)], Some(hs(2, 2, 1))),
+            Role::Follower,
+            2,
+        );
+        assert!(err.unwrap_err().contains("state-machine safety"));
+        let err = c.on_ready(1, &ready(vec![], Some(hs(1, 1, 0))), Role::Follower, 1);
+        assert!(err.unwrap_err().contains("went back"));
+        let err = c.on_ready(1, &ready(vec![], Some(hs(1, 2, 1))), Role::Follower, 1);
+        assert!(err.unwrap_err().contains("vote in term 1 changed"));
+    }
+
+    #[test]
+    fn new_leader_without_committed_entry_is_caught() {
+        let mut c = Checker::new(2);
+        c.on_ready(
+            1,
+            &ready(vec![e(1, 1, 1)], Some(hs(1, 1, 1))),
+            Role::Follower,
+            1,
+        )
+        .unwrap();
+        c.on_ready(2, &ready(vec![], Some(hs(2, 2, 0))), Role::Leader, 2)
+            .unwrap();
+        let err = c.after_event(2, &status(2, hs(2, 2, 0), Role::Leader, 0), Some(0));
+        assert!(err.unwrap_err().contains("leader completeness"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The 6.824 lab's 2C tests (persistence, Figure 8, unreliable networks,
+//! churn), in virtual time. `cfg.restart(i)` is the lab's `start1(i)` (it
+//! leaves the server disconnected); `cfg.crash(i)` is `crash1(i)`.
+//!
+//! `persist1_on`, `figure8_on` and `churn_on` take the storage factory, so
+//! the same scenarios run on another `Storage` (e.g. a WAL that is dropped
+//! on crash and reopened on restart):
+//! `seeds::run("persist1_wal", |seed| persist1_on(seed, WalFactory::new(dir)))`.
+
+use raft_core::NodeId;
+use raft_sim::{
+    cmd, seeds, show_cmd, Cluster, MemFactory, SimError, StorageFactory, TaskOutput,
+    ELECTION_TIMEOUT_MS as ET,
+};
+
+/// TestPersist12C: basic persistence.
+#[test]
+fn persist1() {
+    seeds::run("persist1", |seed| persist1_on(seed, MemFactory::new()));
+}
+
+/// TestPersist12C on any storage (e.g. a write-ahead log).
+pub fn persist1_on<F: StorageFactory>(seed: u64, storage: F) -> Result<(), SimError> {
+    let servers = 3;
+    let mut cfg = Cluster::builder(servers, seed).build_with(storage)?;
+    cfg.one(cmd(11), servers, true)?;
+    // Crash and restart all.
+    for i in 1..=servers as NodeId {
+        cfg.restart(i)?;
+    }
+    for i in 1..=servers as NodeId {
+        cfg.disconnect(i);
+        cfg.connect(i);
+    }
+    cfg.one(cmd(12), servers, true)?;
+
+    let leader1 = cfg.check_one_leader()?;
+    cfg.disconnect(leader1);
+    cfg.restart(leader1)?;
+    cfg.connect(leader1);
+    cfg.one(cmd(13), servers, true)?;
+
+    let leader2 = cfg.check_one_leader()?;
+    cfg.disconnect(leader2);
+    cfg.one(cmd(14), servers - 1, true)?;
+    cfg.restart(leader2)?;
+    cfg.connect(leader2);
+    // Wait for leader2 to join before killing i3.
+    cfg.wait(4, servers, None)?;
+
+    let leader3 = cfg.check_one_leader()?;
+    let i3 = cfg.next(leader3, 1);
+    cfg.disconnect(i3);
+    cfg.one(cmd(15), servers - 1, true)?;
+    cfg.restart(i3)?;
+    cfg.connect(i3);
+    cfg.one(cmd(16), servers, true)?;
+    Ok(())
+}
+
+/// TestPersist22C: more persistence.
+#[test]
+fn persist2() {
+    seeds::run("persist2", |seed| {
+        let servers = 5;
+        let mut cfg = Cluster::new(servers, seed)?;
+        let mut index = 1;
+        for _ in 0..5 {
+            cfg.one(cmd(10 + index), servers, true)?;
+            index += 1;
+            let leader1 = cfg.check_one_leader()?;
+            let at = |k| cfg.next(leader1, k);
+            let (l0, l1, l2, l3, l4) = (at(0), at(1), at(2), at(3), at(4));
+            cfg.disconnect(l1);
+            cfg.disconnect(l2);
+            cfg.one(cmd(10 + index), servers - 2, true)?;
+            index += 1;
+            cfg.disconnect(l0);
+            cfg.disconnect(l3);
+            cfg.disconnect(l4);
+            cfg.restart(l1)?;
+            cfg.restart(l2)?;
+            cfg.connect(l1);
+            cfg.connect(l2);
+            cfg.run_for(ET)?;
+            cfg.restart(l3)?;
+            cfg.connect(l3);
+            cfg.one(cmd(10 + index), servers - 2, true)?;
+            index += 1;
+            cfg.connect(l4);
+            cfg.connect(l0);
+        }
+        cfg.one(cmd(1000), servers, true)?;
+        Ok(())
+    });
+}
+
+/// TestPersist32C: partitioned leader and one follower crash, leader restarts.
+#[test]
+fn persist3() {
+    seeds::run("persist3", |seed| {
+        let servers = 3;
+        let mut cfg = Cluster::new(servers, seed)?;
+        cfg.one(cmd(101), 3, true)?;
+        let leader = cfg.check_one_leader()?;
+        let (l0, l1, l2) = (leader, cfg.next(leader, 1), cfg.next(leader, 2));
+        cfg.disconnect(l2);
+        cfg.one(cmd(102), 2, true)?;
+        cfg.crash(l0);
+        cfg.crash(l1);
+        cfg.connect(l2);
+        cfg.restart(l0)?;
+        cfg.connect(l0);
+        cfg.one(cmd(103), 2, true)?;
+        cfg.restart(l1)?;
+        cfg.connect(l1);
+        cfg.one(cmd(104), servers, true)?;
+        Ok(())
+    });
+}
+
+/// The lab's pause between Figure 8 iterations: usually under 13 ms,
+/// one time in ten up to half an election timeout.
+fn figure8_pause<F: StorageFactory>(cfg: &mut Cluster<F>) -> Result<(), SimError> {
+    let ms = if cfg.rand_below(1000) < 100 {
+        cfg.rand_below(ET / 2)
+    } else {
+        cfg.rand_below(13)
+    };
+    cfg.run_for(ms)
+}
+
+/// TestFigure82C: leaders crash quickly, often before committing; new
+/// leaders must not commit entries of earlier terms by counting replicas.
+#[test]
+fn figure8() {
+    seeds::run("figure8", |seed| figure8_on(seed, MemFactory::new()));
+}
+
+/// TestFigure82C on any storage.
+pub fn figure8_on<F: StorageFactory>(seed: u64, storage: F) -> Result<(), SimError> {
+    let servers = 5;
+    let mut cfg = Cluster::builder(servers, seed).build_with(storage)?;
+    let c = cfg.rand_cmd();
+    cfg.one(c, 1, true)?;
+    let mut nup = servers;
+    for _ in 0..1000 {
+        let mut leader = None;
+        for i in 1..=servers as NodeId {
+            if cfg.is_up(i) {
+                let c = cfg.rand_cmd();
+                if cfg.start(i, c)?.is_some() {
+                    leader = Some(i);
+                }
+            }
+        }
+        figure8_pause(&mut cfg)?;
+        if let Some(l) = leader {
+            cfg.crash(l);
+            nup -= 1;
+        }
+        if nup < 3 {
+            let s = cfg.rand_below(servers as u64) + 1;
+            if !cfg.is_up(s) {
+                cfg.restart(s)?;
+                cfg.connect(s);
+                nup += 1;
+            }
+        }
+    }
+    for i in 1..=servers as NodeId {
+        if !cfg.is_up(i) {
+            cfg.restart(i)?;
+            cfg.connect(i);
+        }
+    }
+    let c = cfg.rand_cmd();
+    cfg.one(c, servers, true)?;
+    Ok(())
+}
+
+/// TestUnreliableAgree2C: agreement on a lossy network with concurrent clients.
+#[test]
+fn unreliable_agree() {
+    seeds::run("unreliable_agree", |seed| {
+        let servers = 5;
+        let mut cfg = Cluster::builder(servers, seed).unreliable(true).build()?;
+        for iters in 1..50 {
+            for j in 0..4 {
+                cfg.spawn_one(cmd(100 * iters + j), 1, true);
+            }
+            cfg.one(cmd(iters), 1, true)?;
+        }
+        cfg.set_unreliable(false);
+        cfg.join_all()?;
+        cfg.one(cmd(100), servers, true)?;
+        Ok(())
+    });
+}
+
+/// TestFigure8Unreliable2C: Figure 8 with leaders cut off instead of
+/// crashed, on a lossy network that from iteration 200 also holds back
+/// replies for up to 2.2 s.
+#[test]
+fn figure8_unreliable() {
+    seeds::run("figure8_unreliable", |seed| {
+        let servers = 5;
+        let mut cfg = Cluster::builder(servers, seed).unreliable(true).build()?;
+        let c = cmd(cfg.rand_below(10_000));
+        cfg.one(c, 1, true)?;
+        let mut nup = servers;
+        for iters in 0..1000 {
+            if iters == 200 {
+                cfg.set_long_reordering(true);
+            }
+            let mut leader = None;
+            for i in 1..=servers as NodeId {
+                let c = cmd(cfg.rand_below(10_000));
+                if cfg.start(i, c)?.is_some() && cfg.is_connected(i) {
+                    leader = Some(i);
+                }
+            }
+            figure8_pause(&mut cfg)?;
+            if let Some(l) = leader {
+                if cfg.rand_below(1000) < ET / 2 {
+                    cfg.disconnect(l);
+                    nup -= 1;
+                }
+            }
+            if nup < 3 {
+                let s = cfg.rand_below(servers as u64) + 1;
+                if !cfg.is_connected(s) {
+                    cfg.connect(s);
+                    nup += 1;
+                }
+            }
+        }
+        for i in 1..=servers as NodeId {
+            if !cfg.is_connected(i) {
+                cfg.connect(i);
+            }
+        }
+        let c = cmd(cfg.rand_below(10_000));
+        cfg.one(c, servers, true)?;
+        Ok(())
+    });
+}
+
+/// The lab's `internalChurn`: clients propose throughout while servers are
+/// cut off, restarted and crashed; every value a client saw committed must
+/// be in the final log.
+pub fn churn_on<F: StorageFactory>(
+    seed: u64,
+    unreliable: bool,
+    storage: F,
+) -> Result<(), SimError> {
+    let servers = 5;
+    let mut cfg = Cluster::builder(servers, seed)
+        .unreliable(unreliable)
+        .build_with(storage)?;
+    let clients: Vec<_> = (0..3).map(|me| cfg.spawn_client(me)).collect();
+    for _ in 0..20 {
+        if cfg.rand_below(1000) < 200 {
+            let i = cfg.rand_below(servers as u64) + 1;
+            cfg.disconnect(i);
+        }
+        if cfg.rand_below(1000) < 500 {
+            let i = cfg.rand_below(servers as u64) + 1;
+            if !cfg.is_up(i) {
+                cfg.restart(i)?;
+            }
+            cfg.connect(i);
+        }
+        if cfg.rand_below(1000) < 200 {
+            let i = cfg.rand_below(servers as u64) + 1;
+            if cfg.is_up(i) {
+                cfg.crash(i);
+            }
+        }
+        // Often enough that the cluster rarely settles, not so often that
+        // it never catches up: a bit under an election timeout.
+        cfg.run_for(ET * 7 / 10)?;
+    }
+    cfg.run_for(ET)?;
+    cfg.set_unreliable(false);
+    for i in 1..=servers as NodeId {
+        if !cfg.is_up(i) {
+            cfg.restart(i)?;
+        }
+        cfg.connect(i);
+    }
+    cfg.stop_clients();
+    let mut values = Vec::new();
+    for id in clients {
+        if let TaskOutput::Committed(v) = cfg.join(id)? {
+            values.extend(v);
+        }
+    }
+    cfg.run_for(ET)?;
+    let c = cfg.rand_cmd();
+    let last_index = cfg.one(c, servers, true)?;
+    let mut really = Vec::new();
+    for index in 1..=last_index {
+        match cfg.wait(index, servers, None)? {
+            Some(v) => really.push(v),
+            None => return Err(cfg.fatal(format!("no command at index {index}"))),
+        }
+    }
+    for (index, v) in &values {
+        if really.get(*index as usize - 1) != Some(v) {
+            return Err(cfg.fatal(format!(
+                "didn't find value {} at index {index}",
+                show_cmd(v)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// TestReliableChurn2C.
+#[test]
+fn reliable_churn() {
+    seeds::run("reliable_churn", |seed| {
+        churn_on(seed, false, MemFactory::new())
+    });
+}
+
+/// TestUnreliableChurn2C.
+#[test]
+fn unreliable_churn() {
+    seeds::run("unreliable_churn", |seed| {
+        churn_on(seed, true, MemFactory::new())
+    });
+}
