@@ -4,14 +4,18 @@
 //!
 //! `persist1_on`, `figure8_on` and `churn_on` take the storage factory, so
 //! the same scenarios run on another `Storage` (e.g. a WAL that is dropped
-//! on crash and reopened on restart):
-//! `seeds::run("persist1_wal", |seed| persist1_on(seed, WalFactory::new(dir)))`.
+//! on crash and reopened on restart): the `*_on_wal` tests at the end run
+//! them with every node on raft-wal, once on a real temp directory and once
+//! on raft-wal's simulated disk, where a crash also loses unsynced writes.
+
+use std::collections::BTreeMap;
 
 use raft_core::NodeId;
 use raft_sim::{
-    cmd, seeds, show_cmd, Cluster, MemFactory, SimError, StorageFactory, TaskOutput,
+    cmd, seeds, show_cmd, Cluster, MemFactory, OpenError, SimError, StorageFactory, TaskOutput,
     ELECTION_TIMEOUT_MS as ET,
 };
+use raft_wal::{SimFs, SyncMode, Wal, WalOptions};
 
 /// TestPersist12C: basic persistence.
 #[test]
@@ -330,5 +334,109 @@ fn reliable_churn() {
 fn unreliable_churn() {
     seeds::run("unreliable_churn", |seed| {
         churn_on(seed, true, MemFactory::new())
+    });
+}
+
+/// Every node on a raft-wal in its own folder of a temp directory. A crash
+/// drops the WAL and the restart reopens the folder (recovery included).
+/// fsync is off: a simulated crash is not a power cut, and thousands of real
+/// fsyncs per run would only measure the disk.
+struct DirWals {
+    dir: tempfile::TempDir,
+}
+
+impl DirWals {
+    fn new() -> Self {
+        DirWals {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
+impl StorageFactory for DirWals {
+    type Storage = Wal;
+
+    fn open(&mut self, id: NodeId) -> Result<Wal, OpenError> {
+        let opts = WalOptions {
+            segment_bytes: 64 << 10,
+            sync: SyncMode::Never,
+            ..WalOptions::default()
+        };
+        Ok(Wal::open(self.dir.path().join(format!("n{id}")), opts)?)
+    }
+
+    fn crash(&mut self, _id: NodeId, wal: Wal) {
+        drop(wal);
+    }
+}
+
+/// Every node on a raft-wal over raft-wal's simulated disk. A crash is a
+/// power cut: writes not yet synced are lost or torn, chosen by the seed.
+struct PowerCutWals {
+    disks: BTreeMap<NodeId, SimFs>,
+    seed: u64,
+}
+
+impl PowerCutWals {
+    fn new(seed: u64) -> Self {
+        PowerCutWals {
+            disks: BTreeMap::new(),
+            seed,
+        }
+    }
+}
+
+impl StorageFactory for PowerCutWals {
+    type Storage = Wal<SimFs>;
+
+    fn open(&mut self, id: NodeId) -> Result<Wal<SimFs>, OpenError> {
+        let fs = self.disks.entry(id).or_default().clone();
+        let opts = WalOptions {
+            segment_bytes: 64 << 10,
+            ..WalOptions::default()
+        };
+        Ok(Wal::open_with(fs, "/raft", opts)?)
+    }
+
+    fn crash(&mut self, id: NodeId, wal: Wal<SimFs>) {
+        drop(wal);
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(id);
+        if let Some(disk) = self.disks.get(&id) {
+            let after = disk.crash(self.seed);
+            self.disks.insert(id, after);
+        }
+    }
+}
+
+/// TestPersist12C with every node on raft-wal in a temp directory.
+#[test]
+fn persist1_on_wal() {
+    seeds::run("persist1_on_wal", |seed| persist1_on(seed, DirWals::new()));
+}
+
+/// TestFigure82C with every node on raft-wal in a temp directory.
+#[test]
+fn figure8_on_wal() {
+    seeds::run("figure8_on_wal", |seed| figure8_on(seed, DirWals::new()));
+}
+
+/// TestUnreliableChurn2C with every node on raft-wal in a temp directory.
+#[test]
+fn unreliable_churn_on_wal() {
+    seeds::run("unreliable_churn_on_wal", |seed| {
+        churn_on(seed, true, DirWals::new())
+    });
+}
+
+/// persist1, figure8 and unreliable_churn on raft-wal with power cuts.
+#[test]
+fn persistence_on_wal_with_power_cuts() {
+    seeds::run("persistence_on_wal_with_power_cuts", |seed| {
+        persist1_on(seed, PowerCutWals::new(seed))?;
+        figure8_on(seed, PowerCutWals::new(seed))?;
+        churn_on(seed, true, PowerCutWals::new(seed))
     });
 }
