@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft_core::{EntryKind, Error as CoreError, Index, Message, NodeId, StorageError, Term};
+use raft_core::{
+    EntryKind, Error as CoreError, Index, Message, NodeId, Storage, StorageError, Term,
+};
 
 use crate::apply::ApplyMsg;
 use crate::error::{SnapshotError, StartError};
@@ -179,6 +181,12 @@ impl Driver {
         while self.node.has_ready() {
             let rd = self.node.ready()?;
             raft_core::persist(self.node.storage_mut(), &rd)?;
+            if rd.hard_state.is_some() && !rd.must_sync() {
+                // The core lets a commit-only change wait for the next sync;
+                // saving it now lets a restarted server re-apply its committed
+                // log from the persister alone, before any leader exists.
+                self.node.storage_mut().sync()?;
+            }
             for msg in rd.messages {
                 let for_caller = caller
                     .as_ref()
