@@ -702,3 +702,35 @@ fn every_request_gets_exactly_one_reply_in_the_next_ready() {
         assert_eq!(replies.len(), 1, "one reply to {req:?}");
     }
 }
+
+#[test]
+fn replies_from_an_older_term_never_count_for_a_new_leadership() {
+    // Node 1 led an earlier term; a reply to that term's AppendEntries
+    // arrives after it was elected again. Figure 2: the reply's term is older
+    // than ours, so it is dropped; counting it could commit on a stale match.
+    let mut leader = elect(3);
+    let term = leader.term();
+    let (idx, _) = leader.propose(b"x".to_vec()).unwrap();
+    drain(&mut leader);
+    let late = msg(
+        2,
+        1,
+        term - 1,
+        Body::AppendEntriesReply(AppendReply::Success { match_index: idx }),
+    );
+    leader.step(late).unwrap();
+    drain(&mut leader);
+    assert_eq!(leader.match_index(2), Some(0));
+    assert_eq!(leader.status().commit, 0);
+    let late_vote = msg(
+        2,
+        1,
+        term - 1,
+        Body::RequestVoteReply {
+            granted: true,
+            pre_vote: false,
+        },
+    );
+    leader.step(late_vote).unwrap();
+    assert!(leader.is_leader());
+}
