@@ -121,44 +121,34 @@ fn tick_until_campaign(n: &mut Node<MemStorage>) -> Vec<Message> {
 
 /// Elects node 1 of an `n`-node cluster by hand and returns it.
 fn elect(n: u64) -> Node<MemStorage> {
-    let mut leader = node(1, n);
-    let reqs = tick_until_campaign(&mut leader);
-    let pre_term = reqs[0].term;
-    for to in 2..=n {
+    elect_with(node(1, n), 2..=n)
+}
+
+/// Makes node 1 leader: it campaigns, and `voters` grant its PreVote and vote.
+fn elect_with(
+    mut leader: Node<MemStorage>,
+    voters: impl Iterator<Item = u64> + Clone,
+) -> Node<MemStorage> {
+    let pre_term = tick_until_campaign(&mut leader)[0].term;
+    for (pre_vote, voter) in voters
+        .clone()
+        .map(|v| (true, v))
+        .chain(voters.map(|v| (false, v)))
+    {
+        let term = if pre_vote { pre_term } else { leader.term() };
         let reply = msg(
-            to,
-            1,
-            pre_term,
-            Body::RequestVoteReply {
-                granted: true,
-                pre_vote: true,
-            },
-        );
-        leader.step(reply).unwrap();
-    }
-    let reqs = drain(&mut leader);
-    let term = leader.term();
-    assert!(reqs.iter().any(|m| matches!(
-        m.body,
-        Body::RequestVote {
-            pre_vote: false,
-            ..
-        }
-    )));
-    for to in 2..=n {
-        let reply = msg(
-            to,
+            voter,
             1,
             term,
             Body::RequestVoteReply {
                 granted: true,
-                pre_vote: false,
+                pre_vote,
             },
         );
         leader.step(reply).unwrap();
+        drain(&mut leader);
     }
     assert!(leader.is_leader());
-    drain(&mut leader);
     leader
 }
 
@@ -348,33 +338,8 @@ fn committed_entries_are_handed_out_once_in_order() {
 #[test]
 fn leader_commits_only_current_term_entries_by_counting() {
     // Figure 8: node 1 leads term 4 with an old term-2 entry at index 2.
-    let mut n = node_with_log(1, 3, &[1, 2], 3);
-    let reqs = tick_until_campaign(&mut n);
-    let pre = reqs[0].term;
-    n.step(msg(
-        2,
-        1,
-        pre,
-        Body::RequestVoteReply {
-            granted: true,
-            pre_vote: true,
-        },
-    ))
-    .unwrap();
-    drain(&mut n);
+    let mut n = elect_with(node_with_log(1, 3, &[1, 2], 3), [2].into_iter());
     let term = n.term();
-    n.step(msg(
-        2,
-        1,
-        term,
-        Body::RequestVoteReply {
-            granted: true,
-            pre_vote: false,
-        },
-    ))
-    .unwrap();
-    drain(&mut n);
-    assert!(n.is_leader());
     // A majority holds index 2 (of term 2): not committed by counting.
     n.step(msg(
         2,
@@ -401,33 +366,9 @@ fn leader_commits_only_current_term_entries_by_counting() {
 
 #[test]
 fn leader_backtracks_a_whole_term_per_rejection() {
-    let mut leader = node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5);
-    let reqs = tick_until_campaign(&mut leader);
-    leader
-        .step(msg(
-            2,
-            1,
-            reqs[0].term,
-            Body::RequestVoteReply {
-                granted: true,
-                pre_vote: true,
-            },
-        ))
-        .unwrap();
-    drain(&mut leader);
+    let leader = node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5);
+    let mut leader = elect_with(leader, [2].into_iter());
     let term = leader.term();
-    leader
-        .step(msg(
-            2,
-            1,
-            term,
-            Body::RequestVoteReply {
-                granted: true,
-                pre_vote: false,
-            },
-        ))
-        .unwrap();
-    drain(&mut leader);
     // Follower 2 holds terms [1,1,1,2,2,2,2]: it rejects prev=7 with term 2 from index 4.
     let reply = AppendReply::Conflict {
         prev_log_index: 7,
@@ -554,33 +495,9 @@ fn single_node_commits_its_own_proposals() {
 fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
     let mut cfg = config(1, 3);
     cfg.snapshot_chunk_bytes = 3;
-    let mut leader = Node::new(cfg, MemStorage::new()).unwrap();
-    let reqs = tick_until_campaign(&mut leader);
-    leader
-        .step(msg(
-            3,
-            1,
-            reqs[0].term,
-            Body::RequestVoteReply {
-                granted: true,
-                pre_vote: true,
-            },
-        ))
-        .unwrap();
-    drain(&mut leader);
+    let leader = Node::new(cfg, MemStorage::new()).unwrap();
+    let mut leader = elect_with(leader, [3].into_iter());
     let term = leader.term();
-    leader
-        .step(msg(
-            3,
-            1,
-            term,
-            Body::RequestVoteReply {
-                granted: true,
-                pre_vote: false,
-            },
-        ))
-        .unwrap();
-    drain(&mut leader);
     for i in 0..5u8 {
         leader.propose(vec![i]).unwrap();
     }
