@@ -2,6 +2,9 @@
 //! and §6.2) to the node's behaviour, one message at a time. Whole-cluster
 //! scenarios under faults live in raft-sim.
 
+mod common;
+
+use common::{drain, msg};
 use raft_core::{
     persist, AppendReply, Body, Config, Entry, Error, MemStorage, Message, Node, Role, Snapshot,
     SnapshotMeta, Storage,
@@ -34,27 +37,6 @@ fn node_with_log(id: u64, n: u64, terms: &[u64], term: u64) -> Node<MemStorage> 
     })
     .unwrap();
     Node::new(config(id, n), s).unwrap()
-}
-
-/// Runs one Ready through storage and returns its messages.
-fn drain(n: &mut Node<MemStorage>) -> Vec<Message> {
-    let mut out = Vec::new();
-    while n.has_ready() {
-        let rd = n.ready().unwrap();
-        persist(n.storage_mut(), &rd).unwrap();
-        out.extend(rd.messages);
-        n.advance();
-    }
-    out
-}
-
-fn msg(from: u64, to: u64, term: u64, body: Body) -> Message {
-    Message {
-        from,
-        to,
-        term,
-        body,
-    }
 }
 
 fn vote_req(from: u64, to: u64, term: u64, last_index: u64, last_term: u64) -> Message {

@@ -6,32 +6,11 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use common::{Faults, Sim};
+use common::{drain, msg, Faults, Sim};
 use raft_core::{
-    persist, AppendReply, Body, Config, Entry, HardState, Index, MemStorage, Message, Node, NodeId,
-    Role, Snapshot, Storage, StorageError, Term,
+    AppendReply, Body, Config, Entry, HardState, Index, MemStorage, Message, Node, NodeId, Role,
+    Snapshot, Storage, StorageError, Term,
 };
-
-/// Acts on a node's Readies until it has none; returns the messages.
-fn drain<S: Storage>(n: &mut Node<S>) -> Vec<Message> {
-    let mut out = Vec::new();
-    while n.has_ready() {
-        let rd = n.ready().unwrap();
-        persist(n.storage_mut(), &rd).unwrap();
-        out.extend(rd.messages);
-        n.advance();
-    }
-    out
-}
-
-fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
-    Message {
-        from,
-        to,
-        term,
-        body,
-    }
-}
 
 fn vote_reply(from: NodeId, to: NodeId, term: Term, pre_vote: bool) -> Message {
     let body = Body::RequestVoteReply {

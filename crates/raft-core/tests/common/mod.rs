@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft_core::{persist, Config, Entry, Index, MemStorage, Message, Node, NodeId, Storage, Term};
+use raft_core::{
+    persist, Body, Config, Entry, Index, MemStorage, Message, Node, NodeId, Storage, Term,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -427,5 +429,27 @@ impl Sim {
     pub fn heal(&mut self) {
         self.faults = Faults::none();
         self.isolated.clear();
+    }
+}
+
+/// Acts on a node's Readies until it has none; returns the messages.
+pub fn drain<S: Storage>(n: &mut Node<S>) -> Vec<Message> {
+    let mut out = Vec::new();
+    while n.has_ready() {
+        let rd = n.ready().unwrap();
+        persist(n.storage_mut(), &rd).unwrap();
+        out.extend(rd.messages);
+        n.advance();
+    }
+    out
+}
+
+/// A message from `from` to `to` in `term`.
+pub fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body,
     }
 }
