@@ -385,9 +385,10 @@ impl<S: Storage> Node<S> {
     }
 
     /// Becomes a follower in `term` (clearing the vote if the term is new).
+    /// The election timer keeps running: it is reset only when a vote is
+    /// granted, the current leader is heard from, or an election starts.
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         if self.role == Role::Leader {
-            self.election_elapsed = 0;
             self.progress.clear();
             self.pending_send = false;
         }
