@@ -75,6 +75,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Option<RaftState>, DecodeError> {
 /// and the commit index is inside the log.
 fn check(s: &RaftState) -> Result<(), DecodeError> {
     let bad = |msg: String| Err(DecodeError::Inconsistent(msg));
+    // Indices must leave room for the log after the snapshot (no overflow).
+    let Some(last) = (s.entries.len() as u64)
+        .checked_add(s.snapshot.index)
+        .filter(|&last| last < u64::MAX)
+    else {
+        return bad(format!(
+            "snapshot index {} is out of range",
+            s.snapshot.index
+        ));
+    };
     let mut prev_term = s.snapshot.term;
     for (i, e) in s.entries.iter().enumerate() {
         let want = s.snapshot.index + 1 + i as u64;
@@ -92,7 +102,6 @@ fn check(s: &RaftState) -> Result<(), DecodeError> {
             s.hard_state.term
         ));
     }
-    let last = s.snapshot.index + s.entries.len() as u64;
     if s.hard_state.commit > last {
         return bad(format!(
             "commit index {} is past the last index {last}",
@@ -105,6 +114,18 @@ fn check(s: &RaftState) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_indices_that_would_overflow() {
+        let mut s = sample();
+        s.snapshot.index = u64::MAX;
+        s.entries.clear();
+        s.hard_state.commit = 0;
+        assert!(matches!(check(&s), Err(DecodeError::Inconsistent(_))));
+        let mut s = sample();
+        s.snapshot.index = u64::MAX - 1;
+        assert!(matches!(check(&s), Err(DecodeError::Inconsistent(_))));
+    }
 
     fn sample() -> RaftState {
         RaftState {

@@ -64,6 +64,19 @@ impl From<StorageError> for Fatal {
     }
 }
 
+/// Marks the node stopped when the driver thread ends, by return or by
+/// panic, so that `get_state` stops claiming leadership and `kill` returns.
+struct StoppedGuard(Arc<Shared>);
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("the driver thread panicked".into());
+        }
+        self.0.driver_stopped();
+    }
+}
+
 pub(crate) struct Driver {
     pub node: raft_core::Node<LabStorage>,
     pub input: Receiver<Input>,
@@ -77,6 +90,7 @@ impl Driver {
     /// The loop: one tick per `tick` of real time (never bursting to catch
     /// up), otherwise the next input; then the Ready loop; then publish.
     pub(crate) fn run(mut self) {
+        let _stopped = StoppedGuard(self.shared.clone());
         let mut next_tick = Instant::now() + self.tick;
         let mut published = NodeStatus::default();
         while !self.shared.is_killed() {
@@ -112,7 +126,6 @@ impl Driver {
                 published = status;
             }
         }
-        self.shared.kill();
     }
 
     /// Feeds one input to the core. A request returns its caller, who waits

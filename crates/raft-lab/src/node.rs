@@ -168,6 +168,7 @@ pub fn make_with<A: ApplySink>(
             shared.kill();
             MakeError::Spawn(e)
         })?;
+    shared.set_driver_thread(handle.thread().id());
     Ok(Node {
         inner: Arc::new(Inner {
             me,
@@ -233,9 +234,10 @@ impl Node {
 
     /// Stops the server (the lab's `Kill`): timers, senders and the applier
     /// stop, and no more is saved to the persister once this returns, so a
-    /// new server may be made over the same persister. Later calls fail with
-    /// `Killed`; `handle` answers nothing. Waits only for the input the driver
-    /// is handling now.
+    /// new server may be made over the same persister — also for a second
+    /// `kill` racing the first. Later calls fail with `Killed`; `handle`
+    /// answers nothing. Waits only for the input the driver is handling now.
+    /// The applier may still hand over the one message it is delivering.
     pub fn kill(&self) {
         self.inner.shared.kill();
         let _ = self.inner.input.send(Input::Kill);
@@ -250,6 +252,7 @@ impl Node {
                 let _ = h.join();
             }
         }
+        self.inner.shared.wait_stopped();
     }
 
     /// Whether [`kill`](Node::kill) was called or the node stopped on a

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
 
 use raft_core::{Index, Term};
 
@@ -42,6 +43,11 @@ struct Published {
 pub(crate) struct Shared {
     killed: AtomicBool,
     published: Mutex<Published>,
+    /// Set by the driver thread as its very last act (even when it panics).
+    stopped: Mutex<bool>,
+    stopped_cv: Condvar,
+    /// The driver thread, so that a `kill` from it does not wait on itself.
+    driver: OnceLock<ThreadId>,
 }
 
 impl Shared {
@@ -82,5 +88,35 @@ impl Shared {
 
     pub(crate) fn failure(&self) -> Option<String> {
         self.lock().failure.clone()
+    }
+
+    /// Records the driver thread, right after it is spawned.
+    pub(crate) fn set_driver_thread(&self, id: ThreadId) {
+        let _ = self.driver.set(id);
+    }
+
+    /// Called by the driver thread when it ends, however it ends: the node
+    /// is killed, no longer claims leadership, and `kill` callers wake up.
+    pub(crate) fn driver_stopped(&self) {
+        self.kill();
+        self.lock().status.is_leader = false;
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stopped_cv.notify_all();
+    }
+
+    /// Blocks until the driver thread has ended (returns at once on the
+    /// driver thread itself, or if it never started).
+    pub(crate) fn wait_stopped(&self) {
+        match self.driver.get() {
+            Some(&id) if id != std::thread::current().id() => {}
+            _ => return,
+        }
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            stopped = self
+                .stopped_cv
+                .wait(stopped)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
