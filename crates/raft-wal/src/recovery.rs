@@ -12,7 +12,7 @@ use crate::codec::{Checkpoint, Decoder, Item, FRAME_HEADER};
 use crate::error::WalError;
 use crate::segment::{self, Frame, Reader, Segment};
 use crate::snapfile;
-use crate::state::{LogState, Slot, MISSING};
+use crate::state::{LogState, Slot};
 use crate::vfs::{Vfs, VfsFile};
 
 /// What [`Wal::open`](crate::Wal::open) found and repaired.
@@ -50,6 +50,8 @@ struct Listing {
     segments: Vec<u64>,
     snapshots: Vec<u64>,
     temps: Vec<u64>,
+    /// Segments being created (`.wal.tmp`): never part of the log.
+    segment_temps: Vec<u64>,
 }
 
 fn list<F: Vfs>(fs: &F, dir: &Path) -> Result<Listing, WalError> {
@@ -57,6 +59,8 @@ fn list<F: Vfs>(fs: &F, dir: &Path) -> Result<Listing, WalError> {
     for name in fs.list(dir).map_err(WalError::io("list", dir))? {
         if let Some(seq) = segment::parse_name(&name) {
             out.segments.push(seq);
+        } else if let Some(seq) = segment::parse_temp_name(&name) {
+            out.segment_temps.push(seq);
         } else if let Some((seq, tmp)) = snapfile::parse_name(&name) {
             if tmp {
                 out.temps.push(seq);
@@ -131,27 +135,24 @@ pub(crate) fn recover<F: Vfs>(
             }
         }
         if frames == 0 {
-            // A segment whose checkpoint never became durable: a crash while
-            // rolling (the one before it is whole) or while creating the log.
-            if !(newest && (i > 0 || seq == 1)) {
-                return Err(WalError::corrupt(
-                    &path,
-                    0,
-                    "segment has no readable checkpoint",
-                ));
-            }
-            unfinished = Some((path, 0, size));
-        } else {
-            if pos < size {
-                unfinished = Some((path.clone(), pos, size));
-            }
-            segments.push_back(Segment {
-                seq,
-                path,
-                file,
-                len: pos,
-            });
+            // Segments are renamed into place only once their checkpoint is
+            // durable, so a live segment without one was damaged.
+            let reason = if size == 0 {
+                "segment is empty (no checkpoint)"
+            } else {
+                "segment has no readable checkpoint"
+            };
+            return Err(WalError::corrupt(&path, 0, reason));
         }
+        if pos < size {
+            unfinished = Some((path.clone(), pos, size));
+        }
+        segments.push_back(Segment {
+            seq,
+            path,
+            file,
+            len: pos,
+        });
     }
     if let Some(index) = state.first_missing() {
         return Err(WalError::MissingEntries { index });
@@ -163,20 +164,15 @@ pub(crate) fn recover<F: Vfs>(
     if let Some((path, offset, size)) = unfinished.take() {
         let dropped = size - offset;
         warn!(path = %path.display(), offset, dropped, "WAL: cutting off a torn write at the end of the log");
-        match segments.back_mut().filter(|s| s.path == path) {
-            Some(seg) => {
-                seg.file
-                    .set_len(offset)
-                    .map_err(WalError::io("truncate", &path))?;
-                if sync {
-                    seg.file.sync().map_err(WalError::io("fsync", &path))?;
-                }
-            }
-            None => {
-                fs.remove(&path).map_err(WalError::io("remove", &path))?;
-                report.removed.push(path.clone());
-                removed_any = true;
-            }
+        let seg = segments
+            .back_mut()
+            .filter(|s| s.path == path)
+            .ok_or_else(|| WalError::Invalid("torn tail outside the newest segment".into()))?;
+        seg.file
+            .set_len(offset)
+            .map_err(WalError::io("truncate", &path))?;
+        if sync {
+            seg.file.sync().map_err(WalError::io("fsync", &path))?;
         }
         report.torn_tail = Some(crate::TornTail {
             path,
@@ -188,6 +184,12 @@ pub(crate) fn recover<F: Vfs>(
         .iter()
         .map(|&s| dir.join(segment::file_name(s)))
         .collect();
+    leftovers.extend(
+        found
+            .segment_temps
+            .iter()
+            .map(|&s| dir.join(segment::temp_name(s))),
+    );
     leftovers.extend(
         found
             .temps
@@ -310,26 +312,15 @@ fn indexes_in_range(item: &Item<'_>) -> bool {
     }
 }
 
-/// More live entries than this at a checkpoint is taken as damage, not data
-/// (it would need over 100 GiB of index).
-const MAX_PLACEHOLDERS: Index = 1 << 32;
-
 /// The state a checkpoint describes; its entries live in older segments
-/// (placeholders, which later records must truncate or compact away).
+/// (a missing range, which later records must truncate or compact away).
 fn from_checkpoint(cp: &Checkpoint) -> Option<LogState> {
-    let held: Index = cp.last_index.checked_sub(cp.snapshot.meta.index)?;
-    if held > MAX_PLACEHOLDERS {
+    if cp.last_index < cp.snapshot.meta.index {
         return None;
     }
-    let missing = Slot {
-        term: 0,
-        seg: MISSING,
-        off: 0,
-        len: 0,
-    };
-    Some(LogState {
-        hard_state: cp.hard_state,
-        snap: cp.snapshot,
-        slots: std::iter::repeat_n(missing, usize::try_from(held).ok()?).collect(),
-    })
+    Some(LogState::with_missing(
+        cp.hard_state,
+        cp.snapshot,
+        cp.last_index,
+    ))
 }

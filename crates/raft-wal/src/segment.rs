@@ -23,6 +23,16 @@ pub(crate) fn file_name(seq: u64) -> String {
     format!("{seq:020}.wal")
 }
 
+/// Name of segment `seq` while it is being created.
+pub(crate) fn temp_name(seq: u64) -> String {
+    format!("{}.tmp", file_name(seq))
+}
+
+/// Sequence number of a segment temp file name, if it is one.
+pub(crate) fn parse_temp_name(name: &str) -> Option<u64> {
+    parse_name(name.strip_suffix(".tmp")?)
+}
+
 /// Sequence number of a segment file name, if it is one.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
     let seq = name.strip_suffix(".wal")?;
@@ -32,8 +42,11 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     seq.parse().ok()
 }
 
-/// Creates segment `seq` holding only the checkpoint `cp`, durably (file and
-/// directory synced when `sync`), so that every segment before it may go.
+/// Creates segment `seq` holding only the checkpoint `cp`, durably, so that
+/// every segment before it may go: the checkpoint is written to a temp file,
+/// fsynced, and only then renamed into place and the directory fsynced (the
+/// fsyncs only when `sync`). A segment under its final name therefore always
+/// starts with a durable checkpoint; a crash leaves at most a temp file.
 pub(crate) fn create<F: Vfs>(
     fs: &F,
     dir: &Path,
@@ -41,15 +54,20 @@ pub(crate) fn create<F: Vfs>(
     sync: bool,
 ) -> Result<Segment<F::File>, WalError> {
     let path = dir.join(file_name(cp.segment));
-    let mut file = fs.create(&path).map_err(WalError::io("create", &path))?;
+    let tmp = dir.join(temp_name(cp.segment));
+    let mut file = fs.create(&tmp).map_err(WalError::io("create", &tmp))?;
     let mut buf = Vec::with_capacity(128);
     let start = codec::begin_frame(&mut buf);
     codec::put_checkpoint(&mut buf, cp);
     codec::finish_frame(&mut buf, start);
     file.write_all_at(&buf, 0)
-        .map_err(WalError::io("write", &path))?;
+        .map_err(WalError::io("write", &tmp))?;
     if sync {
-        file.sync().map_err(WalError::io("fsync", &path))?;
+        file.sync().map_err(WalError::io("fsync", &tmp))?;
+    }
+    fs.rename(&tmp, &path)
+        .map_err(WalError::io("rename", &tmp))?;
+    if sync {
         fs.sync_dir(dir)
             .map_err(WalError::io("fsync directory", dir))?;
     }
@@ -165,5 +183,7 @@ mod tests {
         assert_eq!(parse_name(&file_name(3)), Some(3));
         assert_eq!(parse_name("3.wal"), None);
         assert_eq!(parse_name("00000000000000000003.wal.tmp"), None);
+        assert_eq!(parse_temp_name(&temp_name(3)), Some(3));
+        assert_eq!(parse_temp_name(&file_name(3)), None);
     }
 }

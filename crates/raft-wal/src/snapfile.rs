@@ -105,14 +105,18 @@ pub(crate) fn read<F: Vfs>(fs: &F, dir: &Path, r: &SnapRef) -> Result<Snapshot, 
         Err(e) => return Err(WalError::io("open", &path)(e)),
     };
     let size = file.size().map_err(WalError::io("stat", &path))?;
-    if size != HEADER as u64 + r.len {
+    let Some(expected) = (HEADER as u64).checked_add(r.len) else {
         return Err(WalError::corrupt(
             &path,
             0,
-            format!(
-                "snapshot file is {size} bytes, expected {}",
-                HEADER as u64 + r.len
-            ),
+            format!("the log gives an impossible snapshot length {}", r.len),
+        ));
+    };
+    if size != expected {
+        return Err(WalError::corrupt(
+            &path,
+            0,
+            format!("snapshot file is {size} bytes, expected {expected}"),
         ));
     }
     let mut h = [0u8; HEADER];

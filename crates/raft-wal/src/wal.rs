@@ -95,6 +95,17 @@ impl<F: Vfs> Wal<F> {
         let dir = dir.as_ref().to_path_buf();
         fs.create_dir_all(&dir)
             .map_err(WalError::io("create directory", &dir))?;
+        if opts.sync == SyncMode::Always {
+            // The directory may have just been created: make its own entry
+            // durable before anything in it is acknowledged.
+            let parent = match dir.parent() {
+                Some(p) if p.as_os_str().is_empty() => Path::new("."),
+                Some(p) => p,
+                None => dir.as_path(),
+            };
+            fs.sync_dir(parent)
+                .map_err(WalError::io("fsync directory", parent))?;
+        }
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs
             .try_lock(&lock_path)

@@ -375,3 +375,155 @@ fn well_checksummed_nonsense_is_an_error_not_a_panic() {
         }
     }
 }
+
+// Regressions from the recovery review: a segment without a readable
+// checkpoint is damage, never an "interrupted roll" to delete.
+
+/// Names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// 20 synced batches of one entry, hard state each time, then a snapshot
+/// at 10; returns the segment paths.
+fn populate(dir: &Path, segment_bytes: u64, with_snapshot: bool) -> Vec<PathBuf> {
+    let mut wal = Wal::open(dir, opts(segment_bytes)).unwrap();
+    for i in 1..=20u64 {
+        wal.append(&ents(i..i + 1, 3, 40)).unwrap();
+        wal.set_hard_state(&HardState {
+            term: 3,
+            vote: Some(2),
+            commit: i,
+        })
+        .unwrap();
+        wal.sync().unwrap();
+    }
+    if with_snapshot {
+        wal.apply_snapshot(&snap(10, 3, 100)).unwrap();
+        wal.sync().unwrap();
+    }
+    wal.segment_paths()
+}
+
+/// Opening must refuse with corruption at offset 0 of `seg` and touch nothing.
+fn assert_refused_untouched(dir: &Path, segment_bytes: u64, seg: &Path) {
+    let before = listing(dir);
+    let contents: Vec<Vec<u8>> = before
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
+    let err = Wal::open(dir, opts(segment_bytes)).unwrap_err();
+    assert!(err.to_string().contains("checkpoint"), "{err}");
+    assert_eq!(corrupt_at(err), (seg.to_path_buf(), 0));
+    assert_eq!(listing(dir), before, "recovery removed or added files");
+    let after: Vec<Vec<u8>> = before
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
+    assert!(after == contents, "recovery changed a file");
+}
+
+#[test]
+fn a_damaged_segment_1_is_refused_not_recreated() {
+    // Emptied or zeroed: the hard state (vote) and the snapshot must not
+    // be reset to an empty log.
+    for zero in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = populate(dir.path(), 1 << 20, true);
+        assert_eq!(segs.len(), 1);
+        let len = std::fs::metadata(&segs[0]).unwrap().len() as usize;
+        std::fs::write(&segs[0], if zero { vec![0; len] } else { Vec::new() }).unwrap();
+        assert!(listing(dir.path()).iter().any(|n| n.ends_with(".snap")));
+        assert_refused_untouched(dir.path(), 1 << 20, &segs[0]);
+    }
+}
+
+#[test]
+fn a_zeroed_newest_segment_is_refused_not_dropped() {
+    // With a snapshot (the newest segment holds its checkpoint and the
+    // snapshot record) and without (it holds synced entries).
+    for with_snapshot in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = populate(dir.path(), 400, with_snapshot);
+        assert!(segs.len() > 1);
+        let newest = segs.last().unwrap();
+        let len = std::fs::metadata(newest).unwrap().len() as usize;
+        std::fs::write(newest, vec![0; len]).unwrap();
+        assert_refused_untouched(dir.path(), 400, newest);
+        // Emptied (length 0) is refused too.
+        std::fs::write(newest, b"").unwrap();
+        assert_refused_untouched(dir.path(), 400, newest);
+    }
+}
+
+#[test]
+fn a_leftover_segment_temp_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), opts(300)).unwrap();
+    let model = build(&mut wal, 12);
+    let segs = wal.segment_paths();
+    drop(wal);
+    let newest = segs.last().unwrap().file_name().unwrap().to_str().unwrap();
+    let seq: u64 = newest.trim_end_matches(".wal").parse().unwrap();
+    // An interrupted roll: the next segment's temp file, torn.
+    let tmp = dir.path().join(format!("{:020}.wal.tmp", seq + 1));
+    std::fs::write(&tmp, [0u8; 30]).unwrap();
+    let wal = Wal::open(dir.path(), opts(300)).unwrap();
+    assert!(wal.recovery().removed.contains(&tmp));
+    assert!(!tmp.exists());
+    assert_eq!(wal.segment_paths(), segs);
+    assert_eq!(diff(&wal, &model), None);
+}
+
+#[test]
+fn a_checkpoint_claiming_billions_of_entries_allocates_nothing() {
+    let seg1 = "00000000000000000001.wal";
+    // Valid CRC, 2^32 entries held by (absent) older segments: the missing
+    // range is reported, without materialising it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(seg1),
+        frame(&checkpoint(1, 0, 0, 0, 1 << 32)),
+    )
+    .unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), opts(1 << 20)),
+        Err(WalError::MissingEntries { index: 1 })
+    ));
+    // A later entry at index 1 truncates the whole missing range away.
+    let mut e = vec![1];
+    e.extend_from_slice(&1u64.to_le_bytes()); // index
+    e.extend_from_slice(&2u64.to_le_bytes()); // term
+    e.push(0); // normal
+    e.extend_from_slice(&0u32.to_le_bytes()); // no data
+    let crc = crc32c::crc32c(&e[1..]);
+    e.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(
+        dir.path().join(seg1),
+        [frame(&checkpoint(1, 0, 0, 0, 1 << 32)), frame(&e)].concat(),
+    )
+    .unwrap();
+    let wal = Wal::open(dir.path(), opts(1 << 20)).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (1, 1));
+    assert_eq!(wal.term(1).unwrap(), 2);
+}
+
+#[test]
+fn a_snapshot_length_near_u64_max_is_corruption_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("00000000000000000001.wal"),
+        frame(&checkpoint(1, 5, 3, u64::MAX, 3)),
+    )
+    .unwrap();
+    let file = dir.path().join("snap-00000000000000000005.snap");
+    std::fs::write(&file, b"x").unwrap();
+    let got = std::panic::catch_unwind(|| Wal::open(dir.path(), opts(1 << 20)).map(|_| ()));
+    let err = got.expect("opening panicked").unwrap_err();
+    assert_eq!(corrupt_at(err), (file, 0));
+}

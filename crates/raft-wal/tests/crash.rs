@@ -197,6 +197,69 @@ fn cases() -> u32 {
         .unwrap_or(1000)
 }
 
+/// Runs `ops` with the power cut after `crash_at` file-system calls (and,
+/// if `second_crash`, again during recovery), then checks that the
+/// recovered WAL holds the synced (or in-flight) state and keeps working.
+fn check(
+    ops: &[Op],
+    opts: WalOptions,
+    crash_at: u64,
+    seed: u64,
+    second_crash: Option<u64>,
+) -> Result<(), TestCaseError> {
+    let fs = SimFs::new();
+    fs.fail_after(crash_at);
+    let run = drive(&fs, opts, ops)?;
+
+    // Power cut (now, if the budget did not run out), then recovery,
+    // itself possibly cut by a second power failure.
+    let mut disk = fs.crash(seed);
+    if let Some(n) = second_crash {
+        disk.fail_after(n);
+        match open(&disk, opts) {
+            Ok(_) => {}
+            Err(e) => prop_assert!(disk.is_down(), "recovery failed: {e}"),
+        }
+        disk = disk.crash(seed.rotate_left(17));
+    }
+    let wal =
+        open(&disk, opts).map_err(|e| TestCaseError::fail(format!("recovery failed: {e}")))?;
+    let synced = diff(&wal, &run.synced);
+    let in_flight = run.in_flight.as_ref().map(|m| diff(&wal, m));
+    if let (Some(d), None | Some(Some(_))) = (&synced, &in_flight) {
+        let other = in_flight
+            .flatten()
+            .map(|d| format!("\nvs the in-flight sync:\n{d}"))
+            .unwrap_or_default();
+        return Err(TestCaseError::fail(format!(
+            "vs the last sync:\n{d}{other}"
+        )));
+    }
+
+    // The recovered log keeps working: append, sync, reopen.
+    let mut wal = wal;
+    let mut model = if synced.is_none() {
+        run.synced
+    } else {
+        run.in_flight.unwrap_or_default()
+    };
+    let es = ents(model.last_index() + 1..model.last_index() + 4, 200, 9);
+    wal.append(&es)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    model
+        .append(&es)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    wal.sync().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    drop(wal);
+    let wal = open(&disk.crash(seed ^ 1), opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    if let Some(d) = diff(&wal, &model) {
+        return Err(TestCaseError::fail(format!(
+            "after recovery, append and sync:\n{d}"
+        )));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -210,40 +273,58 @@ proptest! {
         second_crash in proptest::option::of(0u64..12),
     ) {
         let opts = WalOptions { segment_bytes, sync: SyncMode::Always, cache_bytes };
-        let fs = SimFs::new();
-        fs.fail_after(crash_at);
-        let run = drive(&fs, opts, &ops)?;
+        check(&ops, opts, crash_at, seed, second_crash)?;
+    }
+}
 
-        // Power cut (now, if the budget did not run out), then recovery,
-        // itself possibly cut by a second power failure.
-        let mut disk = fs.crash(seed);
-        if let Some(n) = second_crash {
-            disk.fail_after(n);
-            match open(&disk, opts) {
-                Ok(_) => {}
-                Err(e) => prop_assert!(disk.is_down(), "recovery failed: {e}"),
+/// A power cut at every file-system call of a run that rolls a segment on
+/// every sync (temp file created, checkpoint written, fsynced, renamed,
+/// directory fsynced), with snapshots and a reopen in between, and again
+/// at every call of the recovery that follows.
+#[test]
+fn a_crash_at_any_step_of_segment_creation_or_rolling_recovers() {
+    let mut ops = Vec::new();
+    for k in 0..6u8 {
+        ops.push(Op::Append {
+            back: k % 3,
+            n: 2,
+            new_term: k == 3,
+            len: 30,
+        });
+        ops.push(Op::HardState {
+            term: 1 + k,
+            vote: Some(1),
+            commit: k,
+        });
+        if k == 2 || k == 4 {
+            ops.push(Op::Snapshot {
+                pos: 2,
+                same_term: k == 2,
+                len: 20,
+            });
+        }
+        ops.push(Op::Sync);
+        if k == 3 {
+            ops.push(Op::Reopen);
+        }
+    }
+    for segment_bytes in [1, 200] {
+        let opts = WalOptions {
+            segment_bytes,
+            sync: SyncMode::Always,
+            cache_bytes: 150,
+        };
+        for crash_at in 0..120 {
+            for seed in 0..3u64 {
+                for second_crash in std::iter::once(None).chain((0..12).map(Some)) {
+                    if let Err(e) = check(&ops, opts, crash_at, seed, second_crash) {
+                        panic!(
+                            "segment_bytes {segment_bytes}, crash_at {crash_at}, \
+                             seed {seed}, second crash {second_crash:?}: {e}"
+                        );
+                    }
+                }
             }
-            disk = disk.crash(seed.rotate_left(17));
-        }
-        let wal = open(&disk, opts).map_err(|e| TestCaseError::fail(format!("recovery failed: {e}")))?;
-        let synced = diff(&wal, &run.synced);
-        let in_flight = run.in_flight.as_ref().map(|m| diff(&wal, m));
-        if let (Some(d), None | Some(Some(_))) = (&synced, &in_flight) {
-            let other = in_flight.flatten().map(|d| format!("\nvs the in-flight sync:\n{d}")).unwrap_or_default();
-            return Err(TestCaseError::fail(format!("vs the last sync:\n{d}{other}")));
-        }
-
-        // The recovered log keeps working: append, sync, reopen.
-        let mut wal = wal;
-        let mut model = if synced.is_none() { run.synced } else { run.in_flight.unwrap_or_default() };
-        let es = ents(model.last_index() + 1..model.last_index() + 4, 200, 9);
-        wal.append(&es).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        model.append(&es).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        wal.sync().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        drop(wal);
-        let wal = open(&disk.crash(seed ^ 1), opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        if let Some(d) = diff(&wal, &model) {
-            return Err(TestCaseError::fail(format!("after recovery, append and sync:\n{d}")));
         }
     }
 }
