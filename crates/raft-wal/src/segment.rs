@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::{self, Checkpoint, FRAME_HEADER, FRAME_MAGIC};
 use crate::error::WalError;
-use crate::vfs::{Vfs, VfsFile};
+use crate::vfs::{write_new_file, Vfs, VfsFile};
 
 /// One segment file of the log.
 #[derive(Debug)]
@@ -55,22 +55,11 @@ pub(crate) fn create<F: Vfs>(
 ) -> Result<Segment<F::File>, WalError> {
     let path = dir.join(file_name(cp.segment));
     let tmp = dir.join(temp_name(cp.segment));
-    let mut file = fs.create(&tmp).map_err(WalError::io("create", &tmp))?;
     let mut buf = Vec::with_capacity(128);
     let start = codec::begin_frame(&mut buf);
     codec::put_checkpoint(&mut buf, cp);
     codec::finish_frame(&mut buf, start);
-    file.write_all_at(&buf, 0)
-        .map_err(WalError::io("write", &tmp))?;
-    if sync {
-        file.sync().map_err(WalError::io("fsync", &tmp))?;
-    }
-    fs.rename(&tmp, &path)
-        .map_err(WalError::io("rename", &tmp))?;
-    if sync {
-        fs.sync_dir(dir)
-            .map_err(WalError::io("fsync directory", dir))?;
-    }
+    let file = write_new_file(fs, dir, &tmp, &path, &buf, sync)?;
     Ok(Segment {
         seq: cp.segment,
         path,

@@ -14,7 +14,7 @@ use raft_core::{Snapshot, SnapshotMeta};
 
 use crate::codec::SnapRef;
 use crate::error::WalError;
-use crate::vfs::{Vfs, VfsFile};
+use crate::vfs::{write_new_file, Vfs, VfsFile};
 
 const MAGIC: &[u8; 8] = b"RKVSNAP1";
 /// Bytes before the snapshot data.
@@ -70,21 +70,10 @@ pub(crate) fn write<F: Vfs>(
     };
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
-    let mut file = fs.create(&tmp).map_err(WalError::io("create", &tmp))?;
     let mut buf = Vec::with_capacity(HEADER + snap.data.len());
     buf.extend_from_slice(&header(&r));
     buf.extend_from_slice(&snap.data);
-    file.write_all_at(&buf, 0)
-        .map_err(WalError::io("write", &tmp))?;
-    if sync {
-        file.sync().map_err(WalError::io("fsync", &tmp))?;
-    }
-    fs.rename(&tmp, &path)
-        .map_err(WalError::io("rename", &tmp))?;
-    if sync {
-        fs.sync_dir(dir)
-            .map_err(WalError::io("fsync directory", dir))?;
-    }
+    write_new_file(fs, dir, &tmp, &path, &buf, sync)?;
     Ok(r)
 }
 

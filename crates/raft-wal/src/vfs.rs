@@ -136,3 +136,29 @@ impl VfsFile for File {
         self.sync_data()
     }
 }
+
+/// Writes `bytes` as a new file at `path` so that a crash leaves either no
+/// file there or the whole of it: write to `tmp`, fsync, rename over `path`,
+/// fsync `dir` (the fsyncs only when `sync`). Returns the open file.
+pub(crate) fn write_new_file<F: Vfs>(
+    fs: &F,
+    dir: &Path,
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<F::File, crate::error::WalError> {
+    use crate::error::WalError;
+    let mut file = fs.create(tmp).map_err(WalError::io("create", tmp))?;
+    file.write_all_at(bytes, 0)
+        .map_err(WalError::io("write", tmp))?;
+    if sync {
+        file.sync().map_err(WalError::io("fsync", tmp))?;
+    }
+    fs.rename(tmp, path).map_err(WalError::io("rename", tmp))?;
+    if sync {
+        fs.sync_dir(dir)
+            .map_err(WalError::io("fsync directory", dir))?;
+    }
+    Ok(file)
+}
