@@ -7,7 +7,7 @@ use crate::progress::ProgressState;
 use crate::storage::Storage;
 use std::sync::Arc;
 
-use crate::types::{NodeId, Snapshot, SnapshotMeta, Term};
+use crate::types::{NodeId, Snapshot, SnapshotMeta};
 
 impl<S: Storage> Node<S> {
     /// The follower needs entries we compacted: send it our stored snapshot,
@@ -161,10 +161,5 @@ impl<S: Storage> Node<S> {
             }
         }
         Ok(())
-    }
-
-    /// Term of the stored snapshot (for tests).
-    pub fn snapshot_term(&self) -> Term {
-        self.log.term_of(self.log.snapshot_index()).unwrap_or(0)
     }
 }
