@@ -39,6 +39,16 @@ pub struct Config {
     /// Most entry bytes handed out to apply in one Ready (at least one entry),
     /// so a restart with a long committed log does not load it all at once.
     pub max_apply_bytes: u64,
+    /// Serve reads under a leader lease (thesis §6.4.1) instead of a
+    /// heartbeat round per read. Needs `check_quorum`. Safe only if no
+    /// server's clock runs faster than another's by more than
+    /// `lease_drift_permille`: the lease lasts an election timeout, measured
+    /// from when the confirming heartbeat left, shortened by that margin.
+    /// Off by default: ReadIndex needs no assumption about clocks.
+    pub lease_reads: bool,
+    /// The clock-drift margin of leases, in thousandths of an election
+    /// timeout (100: a lease lasts 90% of `election_tick`).
+    pub lease_drift_permille: u32,
     /// Seed of the node's random number generator (election timeouts only).
     pub seed: u64,
 }
@@ -61,6 +71,8 @@ impl Config {
             max_inflight: 64,
             snapshot_chunk_bytes: 64 << 10,
             max_apply_bytes: 16 << 20,
+            lease_reads: false,
+            lease_drift_permille: 100,
             seed: id,
         }
     }
@@ -109,6 +121,12 @@ impl Config {
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));
         }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
+        }
+        if self.lease_drift_permille >= 1000 {
+            return Err(ConfigError::LeaseDrift(self.lease_drift_permille));
+        }
         Ok(())
     }
 }
@@ -151,5 +169,12 @@ mod tests {
         let mut c = Config::new(1, vec![1]);
         c.max_inflight = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroLimit("max_inflight")));
+        let mut c = Config::new(1, vec![1]);
+        c.lease_reads = true;
+        c.check_quorum = false;
+        assert_eq!(c.validate(), Err(ConfigError::LeaseWithoutCheckQuorum));
+        c.check_quorum = true;
+        c.lease_drift_permille = 1000;
+        assert_eq!(c.validate(), Err(ConfigError::LeaseDrift(1000)));
     }
 }

@@ -3,21 +3,25 @@
 use crate::error::Error;
 use crate::message::Body;
 use crate::node::{Node, Role};
-use crate::progress::Progress;
-use crate::quorum::{tally, VoteResult};
+use crate::quorum::VoteResult;
 use crate::storage::Storage;
 use crate::types::{Index, NodeId, Term};
+use crate::validate::MAX_TERM;
 
 impl<S: Storage> Node<S> {
     /// The election timer fired: start a PreVote round, or an election.
     pub(crate) fn campaign(&mut self) -> Result<(), Error> {
         self.reset_election_timer();
+        if self.term >= MAX_TERM {
+            // Terms come only from honest peers (the door refuses larger
+            // ones), so this is out of reach; never wrap around to term 0.
+            return Ok(());
+        }
         self.leader = None;
         if self.cfg.pre_vote {
             self.role = Role::PreCandidate;
-            self.votes.clear();
-            self.votes.insert(self.id, true);
-            if tally(&self.votes, self.peers.len() + 1) == VoteResult::Won {
+            self.tracker.reset_votes();
+            if self.tracker.tally() == VoteResult::Won {
                 return self.start_election();
             }
             self.request_votes(self.term + 1, true);
@@ -35,9 +39,9 @@ impl<S: Storage> Node<S> {
         self.role = Role::Candidate;
         self.leader = None;
         self.reset_election_timer();
-        self.votes.clear();
-        self.votes.insert(self.id, true);
-        if tally(&self.votes, self.peers.len() + 1) == VoteResult::Won {
+        self.incoming_snapshot = None;
+        self.tracker.reset_votes();
+        if self.tracker.tally() == VoteResult::Won {
             return self.become_leader();
         }
         self.request_votes(self.term, false);
@@ -47,7 +51,8 @@ impl<S: Storage> Node<S> {
     fn request_votes(&mut self, term: Term, pre_vote: bool) {
         let last_log_index = self.log.last_index();
         let last_log_term = self.log.last_term();
-        for to in self.peers.clone() {
+        let peers: Vec<NodeId> = self.tracker.peers().collect();
+        for to in peers {
             self.send(
                 to,
                 term,
@@ -115,8 +120,8 @@ impl<S: Storage> Node<S> {
         if !current {
             return Ok(());
         }
-        self.votes.entry(from).or_insert(granted);
-        match tally(&self.votes, self.peers.len() + 1) {
+        self.tracker.record_vote(from, granted);
+        match self.tracker.tally() {
             VoteResult::Won if self.role == Role::PreCandidate => self.start_election()?,
             VoteResult::Won => self.become_leader()?,
             VoteResult::Lost => self.become_follower(self.term, None),
@@ -130,18 +135,20 @@ impl<S: Storage> Node<S> {
     pub(crate) fn become_leader(&mut self) -> Result<(), Error> {
         self.role = Role::Leader;
         self.leader = Some(self.id);
-        self.votes.clear();
+        self.tracker.clear_votes();
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
-        let next = self.log.last_index() + 1;
-        self.progress = self
-            .peers
-            .iter()
-            .map(|&p| (p, Progress::new(next)))
-            .collect();
+        self.incoming_snapshot = None;
+        self.reset_reads();
+        self.tracker.reset_progress(self.log.last_index() + 1);
         self.append_noop();
-        // The first heartbeat goes out at once and claims leadership.
+        // The first AppendEntries go out at once: they claim leadership and
+        // start probing where each follower's log meets ours.
         self.pending_send = false;
-        self.broadcast_heartbeat()
+        let peers: Vec<NodeId> = self.tracker.peers().collect();
+        for to in peers {
+            self.send_append(to, true)?;
+        }
+        Ok(())
     }
 }

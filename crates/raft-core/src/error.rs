@@ -38,6 +38,12 @@ pub enum ConfigError {
     HeartbeatNotBelowElection { heartbeat: u32, election: u32 },
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error(
+        "lease_reads needs check_quorum: a lease rests on followers ignoring votes (thesis §6.4.1)"
+    )]
+    LeaseWithoutCheckQuorum,
+    #[error("lease_drift_permille ({0}) must be below 1000")]
+    LeaseDrift(u32),
 }
 
 /// Errors from driving a [`Node`](crate::Node).

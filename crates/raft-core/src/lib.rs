@@ -9,15 +9,27 @@
 //! entries in order, then call [`Node::advance`] before asking for the next
 //! Ready.
 //!
-//! Two more promises callers may build on:
-//! - every request (RequestVote, AppendEntries, InstallSnapshot) that
-//!   [`Node::step`] accepts puts exactly one reply to its sender in the next
-//!   Ready, except a vote request ignored while a leader is known to be alive
-//!   (thesis §4.2.3), which gets none; so a request/response RPC layer can hand
-//!   that reply back as the call's response;
+//! Three more promises callers may build on:
+//! - every request (RequestVote, AppendEntries, InstallSnapshot, Heartbeat)
+//!   that [`Node::step`] accepts puts exactly one reply to its sender in the
+//!   next Ready. A request gets no reply when it is refused at the door (it
+//!   could not come from a correct peer: [`Status::rejected`] counts it and
+//!   [`Status::last_rejection`] says why) or when it is a vote request ignored
+//!   while a leader is known to be alive (thesis §4.2.3). A ReadIndex request
+//!   is answered later, once the leader confirms its leadership, or never. So
+//!   a request/response RPC layer can hand the reply back as the call's
+//!   response;
 //! - only [`Error::Storage`] from `step`, `tick` or `ready` means the node can
 //!   no longer keep the contract; [`Error::NotLeader`] and
-//!   [`Error::BadSnapshotIndex`] are answers to the caller, and the node goes on.
+//!   [`Error::BadSnapshotIndex`] are answers to the caller, and the node goes on;
+//! - input from peers never panics the node: terms and indices above
+//!   [`MAX_TERM`] and [`MAX_INDEX`], malformed entries and snapshot chunks are
+//!   refused before any handler sees them.
+//!
+//! Reads (thesis §6.4): [`Node::read_index`] hands back a [`ReadState`] in a
+//! later Ready once the leader has confirmed it still leads; the application
+//! serves the read after applying through its index. Run with
+//! `Config::noop_on_election` so a new leader can serve reads promptly.
 //!
 //! ```
 //! use raft_core::{persist, Config, MemStorage, Node};
@@ -42,11 +54,14 @@ mod message;
 mod node;
 mod progress;
 mod quorum;
+mod read_only;
 mod ready;
 mod replication;
 mod snapshot;
 mod storage;
+mod tracker;
 mod types;
+mod validate;
 
 pub use config::Config;
 pub use error::{ConfigError, Error, StorageError};
@@ -55,6 +70,8 @@ pub use message::{AppendReply, Body, Message};
 pub use node::{Node, Role, Status};
 pub use progress::{Progress, ProgressState};
 pub use quorum::{committed_index, majority};
+pub use read_only::ReadState;
 pub use ready::Ready;
 pub use storage::{persist, MemStorage, Storage};
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+pub use validate::{Rejection, MAX_INDEX, MAX_TERM};

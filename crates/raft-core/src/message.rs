@@ -54,6 +54,22 @@ pub enum Body {
         next_offset: u64,
         installed: bool,
     },
+    /// The leader's periodic "I am alive" (§5.2). It carries no log position,
+    /// so it can never be mistaken for a failed consistency check; `commit`
+    /// is the leader's commit index capped at what the follower is known to
+    /// hold, so the follower may commit through it. `ctx` numbers the
+    /// leader's read round (thesis §6.4; 0 for none).
+    Heartbeat { commit: Index, ctx: u64 },
+    /// Reply to [`Body::Heartbeat`], echoing its read round.
+    HeartbeatReply { ctx: u64 },
+    /// A follower asks the leader for a read index on behalf of a read of its
+    /// own (thesis §6.4, follower reads). Answered by
+    /// [`Body::ReadIndexReply`] once the leader has confirmed its leadership,
+    /// or never (the follower's caller times out).
+    ReadIndex { ctx: u64 },
+    /// The read index for the follower's read `ctx`: once the follower has
+    /// applied through `index`, the read may be served from its state.
+    ReadIndexReply { ctx: u64, index: Index },
 }
 
 /// The outcome of an AppendEntries at the follower.
@@ -82,6 +98,20 @@ impl Body {
             Body::RequestVoteReply { .. }
                 | Body::AppendEntriesReply(_)
                 | Body::InstallSnapshotReply { .. }
+                | Body::HeartbeatReply { .. }
+                | Body::ReadIndexReply { .. }
+        )
+    }
+
+    /// Whether this body is a request that the receiver answers in the Ready
+    /// right after stepping it (see the crate docs for the exceptions).
+    pub fn expects_reply(&self) -> bool {
+        matches!(
+            self,
+            Body::RequestVote { .. }
+                | Body::AppendEntries { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::Heartbeat { .. }
         )
     }
 
@@ -96,6 +126,10 @@ impl Body {
             Body::AppendEntriesReply(_) => "AppendEntriesReply",
             Body::InstallSnapshot { .. } => "InstallSnapshot",
             Body::InstallSnapshotReply { .. } => "InstallSnapshotReply",
+            Body::Heartbeat { .. } => "Heartbeat",
+            Body::HeartbeatReply { .. } => "HeartbeatReply",
+            Body::ReadIndex { .. } => "ReadIndex",
+            Body::ReadIndexReply { .. } => "ReadIndexReply",
         }
     }
 }

@@ -6,8 +6,6 @@
 //! Elections live in `election.rs`, replication in `replication.rs`,
 //! snapshots in `snapshot.rs`, and the output batch in `ready.rs`.
 
-use std::collections::BTreeMap;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,9 +13,12 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::log::RaftLog;
 use crate::message::{AppendReply, Body, Message};
-use crate::progress::Progress;
+use crate::read_only::{ReadOnly, ReadState};
+use crate::snapshot::Incoming;
 use crate::storage::Storage;
-use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::tracker::Tracker;
+use crate::types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, Term};
+use crate::validate::{self, Rejection};
 
 /// The role a server plays (§5.1), plus the PreVote stage before candidacy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -41,6 +42,11 @@ pub struct Status {
     pub applied: Index,
     pub first_index: Index,
     pub last_index: Index,
+    /// Messages refused at the door since the node started (see
+    /// [`Rejection`]); a driver may log when it grows.
+    pub rejected: u64,
+    /// Why the last one was refused.
+    pub last_rejection: Option<Rejection>,
 }
 
 /// What the last Ready handed out, so that `advance` can mark it done.
@@ -48,6 +54,7 @@ pub struct Status {
 pub(crate) struct HandedOut {
     pub last_entry: Option<(Index, Term)>,
     pub snapshot: Option<Index>,
+    pub local_snapshot: Option<Index>,
     pub hard_state: Option<HardState>,
     pub applied: Option<Index>,
 }
@@ -58,17 +65,13 @@ pub(crate) struct HandedOut {
 pub struct Node<S: Storage> {
     pub(crate) cfg: Config,
     pub(crate) id: NodeId,
-    /// The other voters, sorted.
-    pub(crate) peers: Vec<NodeId>,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) leader: Option<NodeId>,
     pub(crate) role: Role,
     pub(crate) log: RaftLog<S>,
-    /// Leader only: one entry per peer.
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
-    /// Candidate and PreCandidate: replies so far (own vote included).
-    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Voters, the leader's progress per follower, votes, quorum activity.
+    pub(crate) tracker: Tracker,
     /// Outgoing messages for the next Ready.
     pub(crate) msgs: Vec<Message>,
     /// Ticks since the election timer was last reset (leader: since the last
@@ -77,16 +80,24 @@ pub struct Node<S: Storage> {
     pub(crate) heartbeat_elapsed: u32,
     /// This round's timeout, drawn from [T, 2T).
     pub(crate) randomized_timeout: u32,
+    /// Ticks since the node started (the lease clock).
+    pub(crate) ticks: u64,
     rng: ChaCha8Rng,
     /// Leader: appends were made that peers have not been sent yet.
     pub(crate) pending_send: bool,
-    /// Follower: snapshot chunks received so far.
-    pub(crate) incoming_snapshot: Option<Snapshot>,
+    /// Follower: the snapshot transfer under way, if any.
+    pub(crate) incoming_snapshot: Option<Incoming>,
     /// A snapshot the application took, waiting to be persisted.
     pub(crate) local_snapshot: Option<Snapshot>,
     /// The hard state as last handed out in a Ready.
     pub(crate) prev_hard_state: HardState,
     pub(crate) handed: Option<HandedOut>,
+    /// Leader: reads waiting for their heartbeat round.
+    pub(crate) read_only: ReadOnly,
+    /// Read points for the next Ready.
+    pub(crate) read_states: Vec<ReadState>,
+    pub(crate) rejected: u64,
+    pub(crate) last_rejection: Option<Rejection>,
 }
 
 impl<S: Storage> Node<S> {
@@ -96,33 +107,29 @@ impl<S: Storage> Node<S> {
     pub fn new(cfg: Config, storage: S) -> Result<Self, Error> {
         cfg.validate()?;
         let hs = storage.hard_state()?;
-        let mut peers: Vec<NodeId> = cfg
-            .voters
-            .iter()
-            .copied()
-            .filter(|&v| v != cfg.id)
-            .collect();
-        peers.sort_unstable();
         let mut node = Node {
             id: cfg.id,
-            peers,
             term: hs.term,
             vote: hs.vote,
             leader: None,
             role: Role::Follower,
             log: RaftLog::new(storage, hs.commit),
-            progress: BTreeMap::new(),
-            votes: BTreeMap::new(),
+            tracker: Tracker::new(cfg.id, &cfg.voters),
             msgs: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_timeout: cfg.election_tick,
+            ticks: 0,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             pending_send: false,
             incoming_snapshot: None,
             local_snapshot: None,
             prev_hard_state: hs,
             handed: None,
+            read_only: ReadOnly::default(),
+            read_states: Vec::new(),
+            rejected: 0,
+            last_rejection: None,
             cfg,
         };
         node.reset_election_timer();
@@ -132,6 +139,7 @@ impl<S: Storage> Node<S> {
     /// Advances logical time by one tick: followers and candidates count down
     /// to an election, a leader sends heartbeats and checks its quorum.
     pub fn tick(&mut self) -> Result<(), Error> {
+        self.ticks += 1;
         if self.role == Role::Leader {
             self.heartbeat_elapsed += 1;
             self.election_elapsed += 1;
@@ -159,9 +167,17 @@ impl<S: Storage> Node<S> {
     /// Feeds one incoming message. Figure 2, all servers: a higher term makes
     /// this node a follower of that term; a lower-term request is refused with
     /// our term, and a lower-term reply is dropped as stale.
+    ///
+    /// Every message is first checked at the door (`validate.rs`): one that
+    /// no correct peer could send is refused, counted in
+    /// [`Status::rejected`], and gets no reply.
     pub fn step(&mut self, m: Message) -> Result<(), Error> {
-        if m.to != self.id || self.peers.binary_search(&m.from).is_err() {
+        if m.to != self.id || !self.tracker.is_peer(m.from) {
             return Ok(()); // Not for us, or not from a member: never counted.
+        }
+        if let Err(why) = validate::check(&m) {
+            self.reject(why);
+            return Ok(());
         }
         if m.term > self.term {
             match &m.body {
@@ -180,13 +196,22 @@ impl<S: Storage> Node<S> {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                Body::AppendEntries { .. } | Body::InstallSnapshot { .. } => {
-                    self.become_follower(m.term, Some(m.from))
-                }
+                Body::AppendEntries { .. }
+                | Body::InstallSnapshot { .. }
+                | Body::Heartbeat { .. } => self.become_follower(m.term, Some(m.from)),
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term {
             self.reply_stale(&m);
+            return Ok(());
+        } else if self.role == Role::Leader
+            && matches!(
+                m.body,
+                Body::AppendEntries { .. } | Body::InstallSnapshot { .. } | Body::Heartbeat { .. }
+            )
+        {
+            // Another leader in our own term: impossible in a correct cluster.
+            self.reject(Rejection::SameTermLeader);
             return Ok(());
         }
         let from = m.from;
@@ -218,8 +243,22 @@ impl<S: Storage> Node<S> {
                 next_offset,
                 installed,
             } => self.handle_snapshot_reply(from, meta, next_offset, installed)?,
+            Body::Heartbeat { commit, ctx } => self.handle_heartbeat(from, commit, ctx),
+            Body::HeartbeatReply { ctx } => self.handle_heartbeat_reply(from, ctx)?,
+            Body::ReadIndex { ctx } => {
+                if self.role == Role::Leader {
+                    self.leader_read(from, ctx);
+                }
+            }
+            Body::ReadIndexReply { ctx, index } => self.handle_read_index_reply(from, ctx, index),
         }
         Ok(())
+    }
+
+    /// Counts a message refused at the door.
+    pub(crate) fn reject(&mut self, why: Rejection) {
+        self.rejected += 1;
+        self.last_rejection = Some(why);
     }
 
     /// Appends a command to the leader's log (§5.3). Returns the index and
@@ -237,12 +276,22 @@ impl<S: Storage> Node<S> {
 
     /// The application saved its state through `index` (already applied): the
     /// log up to there is replaced by `data` in the next Ready (§7).
+    ///
+    /// `index` must be past every snapshot already taken, including one
+    /// handed out in a Ready that is not persisted yet; otherwise the answer
+    /// is [`Error::BadSnapshotIndex`] and nothing changes.
     pub fn snapshot(&mut self, index: Index, data: Vec<u8>) -> Result<(), Error> {
         let applied = self.log.applied();
         let floor = self
-            .local_snapshot
-            .as_ref()
-            .map_or(self.log.snapshot_index(), |s| s.meta.index);
+            .log
+            .snapshot_index()
+            .max(self.local_snapshot.as_ref().map_or(0, |s| s.meta.index))
+            .max(
+                self.handed
+                    .as_ref()
+                    .and_then(|h| h.local_snapshot)
+                    .unwrap_or(0),
+            );
         if index > applied || index <= floor {
             return Err(Error::BadSnapshotIndex {
                 index,
@@ -251,10 +300,7 @@ impl<S: Storage> Node<S> {
             });
         }
         let term = self.log.term(index)?;
-        self.local_snapshot = Some(Snapshot {
-            meta: SnapshotMeta { index, term },
-            data,
-        });
+        self.local_snapshot = Some(Snapshot::new(index, term, data));
         Ok(())
     }
 
@@ -270,6 +316,8 @@ impl<S: Storage> Node<S> {
             applied: self.log.applied(),
             first_index: self.log.first_index(),
             last_index: self.log.last_index(),
+            rejected: self.rejected,
+            last_rejection: self.last_rejection,
         }
     }
 
@@ -315,7 +363,7 @@ impl<S: Storage> Node<S> {
 
     /// The leader's match index for `peer`, for tests and metrics.
     pub fn match_index(&self, peer: NodeId) -> Option<Index> {
-        self.progress.get(&peer).map(|p| p.match_index)
+        self.tracker.progress.get(&peer).map(|p| p.match_index)
     }
 
     /// The storage, for reads by the caller.
@@ -363,7 +411,10 @@ impl<S: Storage> Node<S> {
                 next_offset: 0,
                 installed: false,
             },
-            _ => return, // Figure 2: replies from older terms are ignored.
+            Body::Heartbeat { ctx, .. } => Body::HeartbeatReply { ctx: *ctx },
+            // Figure 2: replies from older terms are ignored. A read asked of
+            // an old leader is left unanswered: its asker times it out.
+            _ => return,
         };
         self.send(m.from, self.term, body);
     }
@@ -377,11 +428,15 @@ impl<S: Storage> Node<S> {
 
     /// Heard from a live leader less than an election timeout ago. Only with
     /// CheckQuorum, which guarantees that a leader's lease expires when it
-    /// loses its majority.
+    /// loses its majority. With lease reads, a node that started less than
+    /// an election timeout ago counts too: it may have acknowledged a
+    /// leader's lease before it restarted, and must not help depose that
+    /// leader while the lease runs.
     pub(crate) fn in_lease(&self) -> bool {
+        let since_start = self.cfg.lease_reads && self.ticks < u64::from(self.cfg.election_tick);
         self.cfg.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed < self.cfg.election_tick
+            && ((self.leader.is_some() && self.election_elapsed < self.cfg.election_tick)
+                || since_start)
     }
 
     /// Becomes a follower in `term` (clearing the vote if the term is new).
@@ -389,16 +444,20 @@ impl<S: Storage> Node<S> {
     /// granted, the current leader is heard from, or an election starts.
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         if self.role == Role::Leader {
-            self.progress.clear();
+            self.tracker.clear_progress();
             self.pending_send = false;
+            self.reset_reads();
         }
         if term != self.term {
             self.term = term;
             self.vote = None;
+            // A transfer from an older term's leader must never be resumed
+            // by a newer one (Figure 13: each leader starts at offset 0).
+            self.incoming_snapshot = None;
         }
         self.role = Role::Follower;
         self.leader = leader;
-        self.votes.clear();
+        self.tracker.clear_votes();
     }
 
     /// Appends an entry made by this leader and schedules sending it.
@@ -406,7 +465,9 @@ impl<S: Storage> Node<S> {
         self.log.append(&[entry]);
         self.pending_send = true;
         // A single-node cluster commits on its own.
-        self.maybe_commit();
+        if self.tracker.is_singleton() {
+            self.maybe_commit();
+        }
     }
 
     /// Appends the empty entry of §8 when configured.
@@ -425,10 +486,6 @@ impl<S: Storage> Node<S> {
     /// CheckQuorum: whether a majority (this leader included) was heard from
     /// since the last round; starts a new round.
     pub(crate) fn quorum_active(&mut self) -> bool {
-        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
-        for p in self.progress.values_mut() {
-            p.recent_active = false;
-        }
-        active >= crate::quorum::majority(self.peers.len() + 1)
+        self.tracker.quorum_active()
     }
 }

@@ -36,6 +36,9 @@ pub struct Progress {
     pub recent_active: bool,
     /// In Snapshot: the transfer under way.
     pub snapshot: Option<SnapshotSend>,
+    /// In Replicate: the oldest AppendEntries in flight at the last
+    /// heartbeat, to tell a lost window from a slow one.
+    pub oldest_at_beat: Option<Index>,
 }
 
 /// A snapshot transfer to one follower. The snapshot is pinned when the
@@ -60,6 +63,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: true,
             snapshot: None,
+            oldest_at_beat: None,
         }
     }
 
@@ -73,7 +77,9 @@ impl Progress {
     }
 
     /// Records a successful reply through `index`; true if `match_index` grew.
-    pub fn update(&mut self, index: Index) -> bool {
+    /// A late or duplicated reply never lowers what is known: Figure 2's
+    /// matchIndex "increases monotonically".
+    pub fn maybe_update(&mut self, index: Index) -> bool {
         let grew = index > self.match_index;
         if grew {
             self.match_index = index;
@@ -85,6 +91,58 @@ impl Progress {
         grew
     }
 
+    /// A rejection of the AppendEntries sent after `rejected` (its
+    /// `prev_log_index`), with `hint` the next index to try (§5.3,
+    /// backtracking). Returns false when the rejection is stale and changes
+    /// nothing:
+    /// - in Replicate, a rejection at or below `match_index` answers an older
+    ///   message: the logs are already known to meet there;
+    /// - in Probe, only the answer to the probe in flight (sent after
+    ///   `next_index - 1`) counts; any other is a duplicate or overtaken;
+    /// - in Snapshot, the follower waits for the snapshot, not for entries.
+    ///
+    /// Otherwise the follower goes (back) to Probe from the hint, never below
+    /// `match_index + 1` and never past `rejected`.
+    pub fn maybe_decr_to(&mut self, rejected: Index, hint: Index) -> bool {
+        let fresh = match self.state {
+            ProgressState::Replicate => rejected > self.match_index,
+            ProgressState::Probe => rejected.checked_add(1) == Some(self.next_index),
+            ProgressState::Snapshot => false,
+        };
+        if !fresh || rejected == 0 {
+            return false;
+        }
+        self.become_probe(hint.clamp(1, rejected));
+        true
+    }
+
+    /// Heard from the follower between two heartbeats (a heartbeat reply):
+    /// a probe lost on the way may go again.
+    pub fn resume(&mut self) {
+        self.recent_active = true;
+        if self.state == ProgressState::Probe {
+            self.probe_sent = false;
+        }
+    }
+
+    /// Called at each heartbeat: whether the oldest AppendEntries in flight
+    /// was already in flight at the previous heartbeat with no answer since.
+    /// Replies arrive within a round trip, so it is presumed lost, and the
+    /// follower goes back to Probe from `match_index + 1`.
+    pub fn check_stalled(&mut self) -> bool {
+        if self.state != ProgressState::Replicate {
+            self.oldest_at_beat = None;
+            return false;
+        }
+        let oldest = self.inflight.front().copied();
+        let stalled = oldest.is_some() && oldest == self.oldest_at_beat;
+        self.oldest_at_beat = oldest;
+        if stalled {
+            self.become_probe(self.match_index + 1);
+        }
+        stalled
+    }
+
     /// Switches to streaming, just after the known match.
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
@@ -92,6 +150,7 @@ impl Progress {
         self.inflight.clear();
         self.probe_sent = false;
         self.snapshot = None;
+        self.oldest_at_beat = None;
     }
 
     /// Switches to probing from `next_index`.
@@ -101,6 +160,7 @@ impl Progress {
         self.inflight.clear();
         self.probe_sent = false;
         self.snapshot = None;
+        self.oldest_at_beat = None;
     }
 
     /// Switches to sending `snapshot` from its start.
@@ -108,6 +168,7 @@ impl Progress {
         self.state = ProgressState::Snapshot;
         self.inflight.clear();
         self.probe_sent = false;
+        self.oldest_at_beat = None;
         self.snapshot = Some(SnapshotSend {
             snapshot,
             offset: 0,
@@ -147,19 +208,79 @@ mod tests {
         p.sent(5);
         assert_eq!(p.next_index, 6);
         assert!(p.is_paused(2));
-        assert!(p.update(3));
+        assert!(p.maybe_update(3));
         assert!(!p.is_paused(2));
-        assert!(!p.update(2), "a late reply never lowers match");
+        assert!(!p.maybe_update(2), "a late reply never lowers match");
         assert_eq!((p.match_index, p.next_index), (3, 6));
     }
 
     #[test]
     fn probe_never_goes_below_match() {
         let mut p = Progress::new(10);
-        p.update(4);
+        p.maybe_update(4);
         p.become_probe(1);
         assert_eq!(p.next_index, 5);
         p.sent(9);
         assert!(p.is_paused(8));
+    }
+
+    #[test]
+    fn replicate_ignores_rejections_at_or_below_match() {
+        let mut p = Progress::new(1);
+        p.maybe_update(5);
+        p.become_replicate();
+        p.sent(8);
+        // An old probe after index 4 was answered late: the logs meet at 5.
+        assert!(!p.maybe_decr_to(4, 2));
+        assert_eq!(p.state, ProgressState::Replicate);
+        assert_eq!(p.next_index, 9, "the window is untouched");
+        // A rejection past match is real: entries were lost, probe again.
+        assert!(p.maybe_decr_to(7, 6));
+        assert_eq!((p.state, p.next_index), (ProgressState::Probe, 6));
+    }
+
+    #[test]
+    fn probe_counts_only_the_answer_to_the_probe_in_flight() {
+        let mut p = Progress::new(10);
+        p.sent(9);
+        assert!(!p.maybe_decr_to(7, 3), "answers an older probe");
+        assert!(p.is_paused(8));
+        assert!(p.maybe_decr_to(9, 4));
+        assert_eq!(p.next_index, 4);
+        assert!(!p.is_paused(8), "the next probe may go at once");
+        assert!(!p.maybe_decr_to(9, 2), "a duplicate of the same rejection");
+        assert_eq!(p.next_index, 4);
+    }
+
+    #[test]
+    fn hints_are_clamped_between_match_and_the_rejected_index() {
+        let mut p = Progress::new(10);
+        p.maybe_update(3);
+        p.become_probe(10);
+        p.sent(9);
+        assert!(p.maybe_decr_to(9, 0));
+        assert_eq!(p.next_index, 4, "never below match + 1");
+        p.sent(3);
+        assert!(p.maybe_decr_to(3, 50));
+        assert_eq!(p.next_index, 4, "never past the rejected index + 1");
+        let mut s = Progress::new(5);
+        s.become_snapshot(Arc::new(Snapshot::default()));
+        assert!(
+            !s.maybe_decr_to(4, 1),
+            "a follower being sent a snapshot waits for it"
+        );
+    }
+
+    #[test]
+    fn a_window_unanswered_for_a_whole_heartbeat_interval_is_presumed_lost() {
+        let mut p = Progress::new(1);
+        p.become_replicate();
+        p.sent(4);
+        assert!(!p.check_stalled(), "sent just now");
+        p.sent(8);
+        p.maybe_update(4);
+        assert!(!p.check_stalled(), "an answer came in the interval");
+        assert!(p.check_stalled(), "nothing since the last heartbeat");
+        assert_eq!((p.state, p.next_index), (ProgressState::Probe, 5));
     }
 }

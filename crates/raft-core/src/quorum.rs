@@ -10,7 +10,7 @@ pub fn majority(n: usize) -> usize {
 }
 
 /// The highest index that a majority of `matched` (one per voter) have
-/// reached: Figure 2's "a majority of matchIndex[i] ≥ N".
+/// reached: Figure 2's "a majority of `matchIndex[i]` ≥ N".
 pub fn committed_index(matched: &mut [Index]) -> Index {
     if matched.is_empty() {
         return 0;

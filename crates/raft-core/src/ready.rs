@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::message::Message;
 use crate::node::{HandedOut, Node};
+use crate::read_only::ReadState;
 use crate::storage::Storage;
 use crate::types::{Entry, HardState, Snapshot};
 
@@ -25,6 +26,9 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Entries to apply, in index order, exactly once.
     pub committed_entries: Vec<Entry>,
+    /// Reads confirmed since the last Ready (thesis §6.4): serve each once
+    /// the state machine has applied through its index.
+    pub read_states: Vec<ReadState>,
     /// Term or vote changed: the hard state must be synced before sending.
     /// (A change of the commit index alone may be written lazily.)
     term_or_vote_changed: bool,
@@ -47,14 +51,16 @@ impl Ready {
             && self.hard_state.is_none()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
     }
 }
 
 impl<S: Storage> Node<S> {
     /// Whether [`ready`](Node::ready) has anything to hand out.
     pub fn has_ready(&self) -> bool {
-        (self.pending_send && self.is_leader())
+        ((self.pending_send || self.round_due()) && self.is_leader())
             || !self.msgs.is_empty()
+            || !self.read_states.is_empty()
             || self.hard_state() != self.prev_hard_state
             || !self.log.unstable_entries().is_empty()
             || self.log.unstable_snapshot().is_some()
@@ -74,12 +80,14 @@ impl<S: Storage> Node<S> {
             entries: self.log.unstable_entries().to_vec(),
             messages: std::mem::take(&mut self.msgs),
             committed_entries: self.log.next_committed(self.cfg.max_apply_bytes)?,
+            read_states: std::mem::take(&mut self.read_states),
             term_or_vote_changed: (hs.term, hs.vote)
                 != (self.prev_hard_state.term, self.prev_hard_state.vote),
         };
         self.handed = Some(HandedOut {
             last_entry: rd.entries.last().map(|e| (e.index, e.term)),
             snapshot: rd.snapshot.as_ref().map(|s| s.meta.index),
+            local_snapshot: rd.local_snapshot.as_ref().map(|s| s.meta.index),
             hard_state: rd.hard_state,
             applied: rd.committed_entries.last().map(|e| e.index),
         });

@@ -1,38 +1,41 @@
-//! Log replication (§5.3) and the commit rule (§5.4.2, Figure 8).
+//! Log replication (§5.3), heartbeats (§5.2) and the commit rule (§5.4.2,
+//! Figure 8).
 
 use crate::error::{Error, StorageError};
 use crate::message::{AppendReply, Body};
 use crate::node::{Node, Role};
 use crate::progress::ProgressState;
-use crate::quorum::committed_index;
 use crate::storage::Storage;
 use crate::types::{Entry, Index, NodeId, Term};
 
 impl<S: Storage> Node<S> {
-    /// Heartbeat round: every follower gets an AppendEntries, paused or not.
-    /// A heartbeat runs the same consistency check as any AppendEntries.
+    /// Heartbeat round (§5.2): every follower gets a Heartbeat carrying the
+    /// commit index (capped at what it is known to hold) and a read round
+    /// number (thesis §6.4). A follower whose AppendEntries went unanswered
+    /// for a whole interval is probed again; one receiving a snapshot gets
+    /// its chunk again if it went quiet.
     pub(crate) fn broadcast_heartbeat(&mut self) -> Result<(), Error> {
-        for to in self.peers.clone() {
-            let Some(pr) = self.progress.get_mut(&to) else {
+        self.heartbeat_elapsed = 0;
+        let round = self.start_round();
+        let committed = self.log.committed();
+        let peers: Vec<NodeId> = self.tracker.peers().collect();
+        for to in peers {
+            let Some(pr) = self.tracker.progress.get_mut(&to) else {
                 continue;
             };
-            match pr.state {
-                ProgressState::Probe => {
-                    // The interval passed: probe again (the last one may be lost).
-                    pr.probe_sent = false;
-                    self.send_append(to, true)?;
-                }
-                ProgressState::Replicate if pr.is_paused(self.cfg.max_inflight) => {
-                    let prev = pr.next_index - 1;
-                    self.send_append_at(to, prev, false)?;
-                }
-                ProgressState::Replicate => {
-                    self.send_append(to, true)?;
-                    self.send_appends(to)?;
-                }
-                ProgressState::Snapshot => self.snapshot_heartbeat(to),
+            let stalled = pr.check_stalled();
+            let in_snapshot = pr.state == ProgressState::Snapshot;
+            let commit = pr.match_index.min(committed);
+            self.send(to, self.term, Body::Heartbeat { commit, ctx: round });
+            if stalled {
+                self.send_append(to, true)?;
+            }
+            if in_snapshot {
+                self.snapshot_heartbeat(to);
             }
         }
+        // A single voter confirms its own round at once.
+        self.confirm_rounds();
         Ok(())
     }
 
@@ -40,11 +43,17 @@ impl<S: Storage> Node<S> {
     /// proposals between two Readies travel in one message per follower).
     pub(crate) fn send_pending(&mut self) -> Result<(), Error> {
         if self.role == Role::Leader && self.pending_send {
-            for to in self.peers.clone() {
+            let peers: Vec<NodeId> = self.tracker.peers().collect();
+            for to in peers {
                 self.send_appends(to)?;
             }
         }
         self.pending_send = false;
+        if self.role == Role::Leader && self.round_due() {
+            // Reads are waiting for a round: confirm them now, not at the
+            // next heartbeat (it doubles as that heartbeat).
+            self.broadcast_heartbeat()?;
+        }
         Ok(())
     }
 
@@ -59,7 +68,7 @@ impl<S: Storage> Node<S> {
     /// `allow_empty`, sends even when there is nothing new (a probe/heartbeat).
     /// Returns whether an AppendEntries went out.
     pub(crate) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> Result<bool, Error> {
-        let Some(pr) = self.progress.get(&to) else {
+        let Some(pr) = self.tracker.progress.get(&to) else {
             return Ok(false);
         };
         if pr.is_paused(self.cfg.max_inflight) {
@@ -86,7 +95,7 @@ impl<S: Storage> Node<S> {
             Err(StorageError::Unavailable(_)) => {
                 // Never expected (a leader's log only grows); recover by probing.
                 let next = self.log.last_index() + 1;
-                if let Some(pr) = self.progress.get_mut(&to) {
+                if let Some(pr) = self.tracker.progress.get_mut(&to) {
                     pr.match_index = pr.match_index.min(next - 1);
                     pr.become_probe(next);
                 }
@@ -104,7 +113,7 @@ impl<S: Storage> Node<S> {
             };
         }
         let last = entries.last().map_or(prev, |e| e.index);
-        if let Some(pr) = self.progress.get_mut(&to) {
+        if let Some(pr) = self.tracker.progress.get_mut(&to) {
             pr.sent(last);
         }
         let body = Body::AppendEntries {
@@ -117,7 +126,9 @@ impl<S: Storage> Node<S> {
         Ok(true)
     }
 
-    /// AppendEntries receiver (Figure 2). `term` equals ours here.
+    /// AppendEntries receiver (Figure 2). `term` equals ours, we do not
+    /// lead it, and the door checked that the entries follow
+    /// `prev_log_index` with sane terms.
     pub(crate) fn handle_append(
         &mut self,
         from: NodeId,
@@ -126,15 +137,6 @@ impl<S: Storage> Node<S> {
         entries: Vec<Entry>,
         leader_commit: Index,
     ) -> Result<(), Error> {
-        if self.role == Role::Leader {
-            return Ok(()); // Impossible in a correct cluster: one leader per term.
-        }
-        let contiguous = entries.iter().enumerate().all(|(i, e)| {
-            prev_log_index.checked_add(1 + i as Index) == Some(e.index) && e.term <= self.term
-        });
-        if !contiguous {
-            return Ok(()); // Malformed: drop it rather than trust it.
-        }
         if self.role != Role::Follower {
             // A candidate learns of a leader of its own term (§5.2).
             self.become_follower(self.term, Some(from));
@@ -143,6 +145,39 @@ impl<S: Storage> Node<S> {
         self.reset_election_timer();
         let reply = self.try_append(prev_log_index, prev_log_term, entries, leader_commit)?;
         self.send(from, self.term, Body::AppendEntriesReply(reply));
+        Ok(())
+    }
+
+    /// Heartbeat receiver: the leader of our term is alive (§5.2). Its
+    /// commit index is capped at entries it knows we hold, so committing
+    /// through it needs no consistency check.
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, ctx: u64) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from));
+        }
+        self.leader = Some(from);
+        self.reset_election_timer();
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.send(from, self.term, Body::HeartbeatReply { ctx });
+    }
+
+    /// The leader's side of a heartbeat reply: the follower is alive, its
+    /// read round counts, and a follower still behind is sent what it lacks.
+    pub(crate) fn handle_heartbeat_reply(&mut self, from: NodeId, ctx: u64) -> Result<(), Error> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        let last_index = self.log.last_index();
+        let Some(pr) = self.tracker.progress.get_mut(&from) else {
+            return Ok(());
+        };
+        pr.resume();
+        let probe = pr.state == ProgressState::Probe;
+        let behind = pr.match_index < last_index;
+        self.round_acked(from, ctx);
+        if probe || behind {
+            self.send_append(from, probe)?;
+        }
         Ok(())
     }
 
@@ -196,6 +231,7 @@ impl<S: Storage> Node<S> {
     }
 
     /// The leader's side of an AppendEntries reply (its term equals ours).
+    /// Whether a reply is fresh or stale is `Progress`'s decision.
     pub(crate) fn handle_append_reply(
         &mut self,
         from: NodeId,
@@ -205,7 +241,8 @@ impl<S: Storage> Node<S> {
             return Ok(());
         }
         let last_index = self.log.last_index();
-        let Some(pr) = self.progress.get_mut(&from) else {
+        let log = &self.log;
+        let Some(pr) = self.tracker.progress.get_mut(&from) else {
             return Ok(());
         };
         pr.recent_active = true;
@@ -214,7 +251,7 @@ impl<S: Storage> Node<S> {
                 if match_index > last_index {
                     return Ok(()); // Claims entries we never had: ignore.
                 }
-                let grew = pr.update(match_index);
+                let grew = pr.maybe_update(match_index);
                 match pr.state {
                     ProgressState::Probe => pr.become_replicate(),
                     ProgressState::Snapshot
@@ -234,27 +271,20 @@ impl<S: Storage> Node<S> {
                 conflict_term,
                 conflict_index,
             } => {
-                let stale = match pr.state {
-                    ProgressState::Replicate => prev_log_index <= pr.match_index,
-                    ProgressState::Probe => prev_log_index.checked_add(1) != Some(pr.next_index),
-                    ProgressState::Snapshot => true,
-                };
-                if stale || prev_log_index == 0 || prev_log_index > last_index {
-                    return Ok(());
+                if prev_log_index > last_index {
+                    return Ok(()); // Answers nothing we sent.
                 }
-                // Fast backtracking: skip the follower's whole conflicting term,
-                // or to just after our last entry of that term.
-                let hint = match conflict_term
-                    .and_then(|t| self.log.last_index_of_term(t, prev_log_index))
-                {
-                    Some(last) if last < prev_log_index => last + 1,
-                    _ => conflict_index,
-                };
-                let next = hint.clamp(1, prev_log_index);
-                if let Some(pr) = self.progress.get_mut(&from) {
-                    pr.become_probe(next);
+                // Fast backtracking: skip the follower's whole conflicting
+                // term, or to just after our last entry of that term.
+                let hint =
+                    match conflict_term.and_then(|t| log.last_index_of_term(t, prev_log_index)) {
+                        Some(last) if last < prev_log_index => last + 1,
+                        _ => conflict_index,
+                    };
+                if pr.maybe_decr_to(prev_log_index, hint) {
+                    self.send_append(from, true)?;
                 }
-                self.send_append(from, true).map(drop)
+                Ok(())
             }
             AppendReply::StaleTerm => Ok(()),
         }
@@ -266,11 +296,10 @@ impl<S: Storage> Node<S> {
         if self.role != Role::Leader {
             return false;
         }
-        let mut matched: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
-        matched.push(self.log.last_index());
-        let n = committed_index(&mut matched);
+        let n = self.tracker.committed(self.log.last_index());
         if n > self.log.committed() && self.log.term_of(n) == Some(self.term) {
             self.log.commit_to(n);
+            self.release_waiting_reads();
             return true;
         }
         false

@@ -1,20 +1,30 @@
 //! InstallSnapshot (§7, Figure 13), sent in chunks.
 
+use std::sync::Arc;
+
 use crate::error::Error;
 use crate::message::Body;
 use crate::node::{Node, Role};
 use crate::progress::ProgressState;
 use crate::storage::Storage;
-use std::sync::Arc;
-
 use crate::types::{NodeId, Snapshot, SnapshotMeta};
+use crate::validate::Rejection;
+
+/// A snapshot being received: from whom, which one, and the bytes so far.
+/// It lives only within one term and one sender.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    from: NodeId,
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
 
 impl<S: Storage> Node<S> {
     /// The follower needs entries we compacted: send it our stored snapshot,
     /// read once and pinned for the whole transfer.
     pub(crate) fn start_snapshot(&mut self, to: NodeId) -> Result<(), Error> {
         let snapshot = Arc::new(self.log.storage().snapshot()?);
-        if let Some(pr) = self.progress.get_mut(&to) {
+        if let Some(pr) = self.tracker.progress.get_mut(&to) {
             pr.become_snapshot(snapshot);
         }
         self.send_snapshot_chunk(to);
@@ -24,7 +34,12 @@ impl<S: Storage> Node<S> {
     /// Sends the chunk the follower asked for last. One chunk is in flight at
     /// a time; a heartbeat interval with no reply sends it again.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let Some(send) = self.progress.get(&to).and_then(|p| p.snapshot.as_ref()) else {
+        let Some(send) = self
+            .tracker
+            .progress
+            .get(&to)
+            .and_then(|p| p.snapshot.as_ref())
+        else {
             return;
         };
         let snap = &send.snapshot;
@@ -45,7 +60,12 @@ impl<S: Storage> Node<S> {
     /// Heartbeat for a follower receiving a snapshot: resend the current
     /// chunk only if nothing was heard from it for a whole interval.
     pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) {
-        let Some(send) = self.progress.get_mut(&to).and_then(|p| p.snapshot.as_mut()) else {
+        let Some(send) = self
+            .tracker
+            .progress
+            .get_mut(&to)
+            .and_then(|p| p.snapshot.as_mut())
+        else {
             return;
         };
         let resend = !send.heard;
@@ -55,7 +75,14 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// InstallSnapshot receiver (Figure 13), `term` equal to ours.
+    /// InstallSnapshot receiver (Figure 13), `term` equal to ours and not
+    /// led by us; the door checked that the chunk lies inside the snapshot.
+    ///
+    /// A chunk at offset 0 always starts the transfer over ("create new
+    /// snapshot file if first chunk"), and a transfer is only ever continued
+    /// with chunks from the same sender in the same term, so no install can
+    /// mix two leaders' bytes. The finished image must match the length and
+    /// CRC32C in its metadata, or it is thrown away and asked for again.
     pub(crate) fn handle_snapshot_chunk(
         &mut self,
         from: NodeId,
@@ -64,9 +91,6 @@ impl<S: Storage> Node<S> {
         data: Vec<u8>,
         done: bool,
     ) -> Result<(), Error> {
-        if self.role == Role::Leader {
-            return Ok(());
-        }
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(from));
         }
@@ -83,49 +107,53 @@ impl<S: Storage> Node<S> {
             self.send(from, self.term, reply(0, true));
             return Ok(());
         }
-        if meta.term > self.term || meta.index == u64::MAX {
-            return Ok(()); // Malformed: a snapshot from the future.
-        }
-        let same = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|s| s.meta == meta);
-        if offset == 0 && !same {
-            self.incoming_snapshot = Some(Snapshot {
+        if offset == 0 {
+            self.incoming_snapshot = Some(Incoming {
+                from,
                 meta,
                 data: Vec::new(),
             });
         }
-        let Some(end) = offset.checked_add(data.len() as u64) else {
-            return Ok(());
-        };
         let have = match &mut self.incoming_snapshot {
-            Some(s) if s.meta == meta && s.data.len() as u64 == offset => {
-                s.data.extend_from_slice(&data);
+            Some(s) if s.from == from && s.meta == meta => {
+                if s.data.len() as u64 == offset {
+                    s.data.extend_from_slice(&data);
+                }
                 s.data.len() as u64
             }
-            Some(s) if s.meta == meta => s.data.len() as u64,
+            // Not the transfer under way: ask for this one from the start.
             _ => 0,
         };
-        if !(done && have == end) {
+        if !(done && have == meta.size) {
             self.send(from, self.term, reply(have, false));
             return Ok(());
         }
-        if let Some(snapshot) = self.incoming_snapshot.take() {
-            if self
-                .local_snapshot
-                .as_ref()
-                .is_some_and(|s| s.meta.index <= meta.index)
-            {
-                self.local_snapshot = None;
-            }
-            self.log.restore(snapshot);
+        let Some(incoming) = self.incoming_snapshot.take() else {
+            return Ok(());
+        };
+        if !meta.matches(&incoming.data) {
+            self.reject(Rejection::SnapshotChecksum);
+            self.send(from, self.term, reply(0, false));
+            return Ok(());
         }
+        if self
+            .local_snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta.index <= meta.index)
+        {
+            self.local_snapshot = None;
+        }
+        self.log.restore(Snapshot {
+            meta,
+            data: incoming.data,
+        });
         self.send(from, self.term, reply(have, true));
         Ok(())
     }
 
-    /// The leader's side of an InstallSnapshot reply.
+    /// The leader's side of an InstallSnapshot reply. Only a reply about the
+    /// snapshot this leader is sending counts: it is the one snapshot whose
+    /// index the leader knows to be in its log.
     pub(crate) fn handle_snapshot_reply(
         &mut self,
         from: NodeId,
@@ -136,23 +164,27 @@ impl<S: Storage> Node<S> {
         if self.role != Role::Leader {
             return Ok(());
         }
-        let Some(pr) = self.progress.get_mut(&from) else {
+        let Some(pr) = self.tracker.progress.get_mut(&from) else {
             return Ok(());
         };
         pr.recent_active = true;
-        let current =
-            pr.state == ProgressState::Snapshot && pr.snapshot_index() == Some(meta.index);
+        let current = pr.state == ProgressState::Snapshot
+            && pr
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.snapshot.meta == meta);
+        if !current {
+            return Ok(()); // About another transfer, or a late duplicate.
+        }
         if installed {
-            let grew = pr.update(meta.index);
-            if current {
-                pr.become_probe(meta.index + 1);
-            }
+            let grew = pr.maybe_update(meta.index);
+            pr.become_probe(meta.index + 1);
             if grew {
                 self.maybe_commit();
             }
             return self.send_appends(from);
         }
-        if let Some(send) = pr.snapshot.as_mut().filter(|_| current) {
+        if let Some(send) = pr.snapshot.as_mut() {
             send.heard = true;
             // An equal offset is a duplicate reply: that chunk is in flight.
             if next_offset != send.offset {

@@ -6,7 +6,7 @@
 //! same steps itself) before sending the Ready's messages.
 
 use crate::error::StorageError;
-use crate::types::{Entry, HardState, Index, Snapshot, Term};
+use crate::types::{Entry, HardState, Index, Snapshot, SnapshotMeta, Term};
 
 /// Durable Raft state: hard state, the latest snapshot, and the log entries
 /// after it. Indices are absolute and survive compaction.
@@ -27,7 +27,10 @@ pub trait Storage {
     fn snapshot(&self) -> Result<Snapshot, StorageError>;
 
     /// Appends `entries` (contiguous), first discarding every held entry at or
-    /// after `entries[0].index`. `entries[0].index` is at most `last_index() + 1`.
+    /// after `entries[0].index`. The core hands out entries with
+    /// `first_index() <= entries[0].index <= last_index() + 1`: never below
+    /// the snapshot (a snapshot in the same Ready is stored first) and never
+    /// leaving a gap.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
     /// Replaces the hard state.
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StorageError>;
@@ -85,6 +88,11 @@ impl MemStorage {
     /// lab's `RaftStateSize`; the snapshot is counted apart).
     pub fn raft_state_size(&self) -> u64 {
         24 + self.entries.iter().map(Entry::size).sum::<u64>()
+    }
+
+    /// The stored snapshot's metadata, without copying its data.
+    pub fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snapshot.meta
     }
 
     /// Number of entries held after the snapshot.
@@ -209,7 +217,6 @@ pub fn take_within(entries: &[Entry], max_bytes: u64) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::SnapshotMeta;
 
     fn ents(range: std::ops::RangeInclusive<u64>, term: Term) -> Vec<Entry> {
         range
@@ -235,10 +242,7 @@ mod tests {
     fn snapshot_keeps_matching_suffix_only() {
         let mut s = MemStorage::new();
         s.append(&ents(1..=5, 1)).unwrap();
-        let snap = |index, term| Snapshot {
-            meta: SnapshotMeta { index, term },
-            data: vec![],
-        };
+        let snap = |index, term| Snapshot::new(index, term, vec![]);
         s.apply_snapshot(&snap(3, 1)).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (4, 5));
         assert_eq!(s.term(3).unwrap(), 1);

@@ -58,13 +58,37 @@ pub struct HardState {
     pub commit: Index,
 }
 
-/// Where a snapshot ends: the last index and term it replaces (§7).
+/// What identifies a snapshot: the last index and term it replaces (§7),
+/// and the length and CRC32C of its data, so that a receiver can tell two
+/// encodings of one state apart and refuse an install whose bytes do not
+/// match (a transfer spliced from two senders, or damaged on the way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     /// `lastIncludedIndex`.
     pub index: Index,
     /// `lastIncludedTerm`.
     pub term: Term,
+    /// Length of the data in bytes.
+    pub size: u64,
+    /// CRC32C of the data.
+    pub crc: u32,
+}
+
+impl SnapshotMeta {
+    /// The metadata of `data` as the image through `index` (of `term`).
+    pub fn of(index: Index, term: Term, data: &[u8]) -> Self {
+        SnapshotMeta {
+            index,
+            term,
+            size: data.len() as u64,
+            crc: crc32c::crc32c(data),
+        }
+    }
+
+    /// Whether `data` has this metadata's length and checksum.
+    pub fn matches(&self, data: &[u8]) -> bool {
+        data.len() as u64 == self.size && crc32c::crc32c(data) == self.crc
+    }
 }
 
 /// A state machine image covering every entry up to `meta.index`.
@@ -72,4 +96,15 @@ pub struct SnapshotMeta {
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub data: Vec<u8>,
+}
+
+impl Snapshot {
+    /// The image `data` through `index` (whose entry has `term`), with its
+    /// length and checksum filled in.
+    pub fn new(index: Index, term: Term, data: Vec<u8>) -> Self {
+        Snapshot {
+            meta: SnapshotMeta::of(index, term, &data),
+            data,
+        }
+    }
 }

@@ -503,28 +503,25 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
     ));
     drain(&mut leader);
     assert_eq!(leader.storage().first_index(), 5);
-    // At the next heartbeat the leader finds node 2's entries compacted away.
+    // At the next heartbeat node 2 answers; probing it, the leader finds
+    // the entries it needs compacted away and sends the snapshot instead.
     leader.tick().unwrap();
     leader.tick().unwrap();
     let mut to_follower: Vec<Message> = drain(&mut leader)
         .into_iter()
         .filter(|m| m.to == 2)
         .collect();
-    assert!(matches!(
-        to_follower[0].body,
-        Body::InstallSnapshot {
-            offset: 0,
-            done: false,
-            ..
-        }
-    ));
     let mut restored = None;
     let mut applied = Vec::new();
+    let mut chunks = Vec::new();
     for _ in 0..50 {
         if to_follower.is_empty() {
             break;
         }
         for m in to_follower.drain(..) {
+            if let Body::InstallSnapshot { offset, done, .. } = m.body {
+                chunks.push((offset, done));
+            }
             follower.step(m).unwrap();
         }
         while follower.has_ready() {
@@ -550,7 +547,12 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
         to_follower.extend(drain(&mut leader).into_iter().filter(|m| m.to == 2));
     }
     let snap: Snapshot = restored.expect("follower installed the snapshot");
-    assert_eq!(snap.meta, SnapshotMeta { index: 4, term });
+    assert_eq!(
+        chunks,
+        [(0, false), (3, false), (6, true)],
+        "7 bytes in chunks of 3, each sent once"
+    );
+    assert_eq!(snap.meta, SnapshotMeta::of(4, term, b"state@4"));
     assert_eq!(snap.data, b"state@4");
     assert_eq!(follower.storage().snapshot().unwrap().meta.index, 4);
     assert_eq!(
@@ -584,7 +586,7 @@ fn every_request_gets_exactly_one_reply_in_the_next_ready() {
             1,
             1,
             Body::InstallSnapshot {
-                meta: SnapshotMeta { index: 3, term: 1 },
+                meta: SnapshotMeta::of(3, 1, &[1, 2]),
                 offset: 0,
                 data: vec![1],
                 done: false,

@@ -6,42 +6,11 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use common::{drain, msg, Faults, Sim};
+use common::{append_ok, drain, elect, msg, vote_reply, Faults, Sim};
 use raft_core::{
-    AppendReply, Body, Config, Entry, HardState, Index, MemStorage, Message, Node, NodeId, Role,
-    Snapshot, Storage, StorageError, Term,
+    AppendReply, Body, Config, Entry, HardState, Index, MemStorage, Message, Node, Role, Snapshot,
+    Storage, StorageError, Term,
 };
-
-fn vote_reply(from: NodeId, to: NodeId, term: Term, pre_vote: bool) -> Message {
-    let body = Body::RequestVoteReply {
-        granted: true,
-        pre_vote,
-    };
-    msg(from, to, term, body)
-}
-
-fn append_ok(from: NodeId, to: NodeId, term: Term, match_index: Index) -> Message {
-    let body = Body::AppendEntriesReply(AppendReply::Success { match_index });
-    msg(from, to, term, body)
-}
-
-/// Makes node 1 (PreVote on) leader with the votes of `voters`.
-fn elect<S: Storage>(n: &mut Node<S>, voters: &[NodeId]) {
-    while n.role() == Role::Follower {
-        n.tick().unwrap();
-    }
-    let pre_term = drain(n)[0].term;
-    for &v in voters {
-        n.step(vote_reply(v, 1, pre_term, true)).unwrap();
-    }
-    drain(n);
-    let term = n.term();
-    for &v in voters {
-        n.step(vote_reply(v, 1, term, false)).unwrap();
-    }
-    drain(n);
-    assert!(n.is_leader());
-}
 
 /// How a snapshot transfer to a lagging follower went.
 struct Transfer {

@@ -134,7 +134,7 @@ mod tests {
                 vote: Some(2),
                 commit: 6,
             },
-            snapshot: SnapshotMeta { index: 4, term: 1 },
+            snapshot: SnapshotMeta::of(4, 1, b"snap"),
             entries: vec![
                 Entry::normal(5, 2, b"a".to_vec()),
                 Entry::normal(6, 3, b"b".to_vec()),

@@ -32,6 +32,12 @@ impl LabStorage {
         if let Some(state) = codec::decode(&bytes)? {
             if state.snapshot.index > 0 {
                 let data = persister.read_snapshot().map_err(MakeError::Read)?;
+                if !state.snapshot.matches(&data) {
+                    return Err(DecodeError::Inconsistent(
+                        "the snapshot does not match its length and checksum".into(),
+                    )
+                    .into());
+                }
                 let snapshot = Snapshot {
                     meta: state.snapshot,
                     data,
@@ -53,10 +59,7 @@ impl LabStorage {
     fn save(&mut self) -> Result<(), StorageError> {
         let hs = self.mem.hard_state()?;
         let snap_index = self.mem.first_index() - 1;
-        let meta = raft_core::SnapshotMeta {
-            index: snap_index,
-            term: self.mem.term(snap_index)?,
-        };
+        let meta = self.mem.snapshot_meta();
         let entries = self
             .mem
             .entries(snap_index + 1, self.mem.last_index() + 1, u64::MAX)?;
@@ -127,7 +130,6 @@ impl Storage for LabStorage {
 mod tests {
     use super::*;
     use crate::persister::MemPersister;
-    use raft_core::SnapshotMeta;
 
     #[test]
     fn sync_saves_and_open_recovers() {
@@ -143,10 +145,7 @@ mod tests {
             commit: 4,
         })
         .unwrap();
-        let snap = Snapshot {
-            meta: SnapshotMeta { index: 3, term: 1 },
-            data: b"app".to_vec(),
-        };
+        let snap = Snapshot::new(3, 1, b"app".to_vec());
         s.apply_snapshot(&snap).unwrap();
         assert_eq!(p.raft_state_size(), 0, "nothing saved before sync");
         s.sync().unwrap();

@@ -196,7 +196,6 @@ impl Apps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::SnapshotMeta;
 
     #[test]
     fn order_agreement_and_snapshots() {
@@ -211,10 +210,7 @@ mod tests {
         );
         assert_eq!(apps.n_committed(1), (2, Some(&[1u8][..])));
 
-        let snap = Snapshot {
-            meta: SnapshotMeta { index: 2, term: 1 },
-            data: apps.snapshot_data(1, 2),
-        };
+        let snap = Snapshot::new(2, 1, apps.snapshot_data(1, 2));
         apps.restart(1, &snap).unwrap();
         assert_eq!(apps.node(1).last_applied, 2);
         assert!(

@@ -487,6 +487,8 @@ mod tests {
             applied: hs.commit,
             first_index: 1,
             last_index: last,
+            rejected: 0,
+            last_rejection: None,
         }
     }
 

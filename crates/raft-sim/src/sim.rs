@@ -241,14 +241,19 @@ impl<F: StorageFactory> Sim<F> {
         }
         let node = self.nodes[i].as_mut().expect("checked up");
         // The core promises one reply per request in the next Ready, except
-        // for a vote request it ignores while it knows a live leader.
-        let request = !m.body.is_reply();
+        // for a vote request it ignores while it knows a live leader, and a
+        // message it refuses at the door (counted in its status).
+        let request = m.body.expects_reply();
         let may_ignore = matches!(m.body, Body::RequestVote { .. })
             && m.term > node.term()
             && node.leader().is_some();
+        let rejected = node.status().rejected;
         let res = node.step(m);
+        let refused = self.nodes[i]
+            .as_ref()
+            .is_some_and(|n| n.status().rejected > rejected);
         self.core(to, res)?;
-        self.awaiting_reply = request.then_some((from, kind, may_ignore));
+        self.awaiting_reply = request.then_some((from, kind, may_ignore || refused));
         self.drive(to)
     }
 

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use raft_core::{Entry, HardState, Snapshot, SnapshotMeta, Storage};
+use raft_core::{Entry, HardState, Snapshot, Storage};
 use raft_wal::{SyncMode, Wal, WalOptions};
 
 #[derive(Default)]
@@ -129,13 +129,7 @@ impl WalLoop {
         // Keep the disk use bounded, as an application snapshotting would.
         self.since_snapshot += bytes;
         if self.since_snapshot > 128 << 20 {
-            let snap = Snapshot {
-                meta: SnapshotMeta {
-                    index: self.last,
-                    term: 1,
-                },
-                data: vec![1; 64],
-            };
+            let snap = Snapshot::new(self.last, 1, vec![1; 64]);
             self.wal.apply_snapshot(&snap).unwrap();
             self.since_snapshot = 0;
         }

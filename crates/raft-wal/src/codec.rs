@@ -222,14 +222,21 @@ impl<'a> Decoder<'a> {
     }
 
     fn snap(&mut self) -> Result<SnapRef, DecodeError> {
+        let seq = self.u64()?;
+        let index = self.u64()?;
+        let term = self.u64()?;
+        let len = self.u64()?;
+        let crc = self.u32()?;
         Ok(SnapRef {
-            seq: self.u64()?,
+            seq,
             meta: SnapshotMeta {
-                index: self.u64()?,
-                term: self.u64()?,
+                index,
+                term,
+                size: len,
+                crc,
             },
-            len: self.u64()?,
-            crc: self.u32()?,
+            len,
+            crc,
         })
     }
 
@@ -313,7 +320,12 @@ mod tests {
         put_hard_state(&mut buf, &hs);
         let snap = SnapRef {
             seq: 4,
-            meta: SnapshotMeta { index: 6, term: 2 },
+            meta: SnapshotMeta {
+                index: 6,
+                term: 2,
+                size: 10,
+                crc: 99,
+            },
             len: 10,
             crc: 99,
         };

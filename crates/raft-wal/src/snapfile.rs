@@ -62,11 +62,17 @@ pub(crate) fn write<F: Vfs>(
     snap: &Snapshot,
     sync: bool,
 ) -> Result<SnapRef, WalError> {
+    if !snap.meta.matches(&snap.data) {
+        return Err(WalError::Invalid(format!(
+            "snapshot at index {} does not match its length and checksum",
+            snap.meta.index
+        )));
+    }
     let r = SnapRef {
         seq,
         meta: snap.meta,
-        len: snap.data.len() as u64,
-        crc: crc32c::crc32c(&snap.data),
+        len: snap.meta.size,
+        crc: snap.meta.crc,
     };
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
@@ -130,10 +136,7 @@ pub(crate) fn read<F: Vfs>(fs: &F, dir: &Path, r: &SnapRef) -> Result<Snapshot, 
         ));
     }
     Ok(Snapshot {
-        meta: SnapshotMeta {
-            index: r.meta.index,
-            term: r.meta.term,
-        },
+        meta: SnapshotMeta::of(r.meta.index, r.meta.term, &data),
         data,
     })
 }

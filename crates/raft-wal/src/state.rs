@@ -165,7 +165,7 @@ mod tests {
     fn snap(index: Index) -> SnapRef {
         SnapRef {
             seq: 1,
-            meta: SnapshotMeta { index, term: 1 },
+            meta: SnapshotMeta::of(index, 1, &[]),
             len: 0,
             crc: 0,
         }

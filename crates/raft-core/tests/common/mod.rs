@@ -453,3 +453,38 @@ pub fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
         body,
     }
 }
+
+/// A granted (pre)vote from `from` to `to` in `term`.
+pub fn vote_reply(from: NodeId, to: NodeId, term: Term, pre_vote: bool) -> Message {
+    let body = Body::RequestVoteReply {
+        granted: true,
+        pre_vote,
+    };
+    msg(from, to, term, body)
+}
+
+/// `from` tells leader `to` that its log matches through `match_index`.
+pub fn append_ok(from: NodeId, to: NodeId, term: Term, match_index: Index) -> Message {
+    let body = Body::AppendEntriesReply(raft_core::AppendReply::Success { match_index });
+    msg(from, to, term, body)
+}
+
+/// Makes `n` (PreVote on) leader with the votes of `voters`, draining what
+/// it sends on the way.
+pub fn elect<S: Storage>(n: &mut Node<S>, voters: &[NodeId]) {
+    while n.role() == raft_core::Role::Follower {
+        n.tick().unwrap();
+    }
+    let pre_term = drain(n)[0].term;
+    let me = n.id();
+    for &v in voters {
+        n.step(vote_reply(v, me, pre_term, true)).unwrap();
+    }
+    drain(n);
+    let term = n.term();
+    for &v in voters {
+        n.step(vote_reply(v, me, term, false)).unwrap();
+    }
+    drain(n);
+    assert!(n.is_leader());
+}

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use raft_core::{Entry, EntryKind, MemStorage, Snapshot, SnapshotMeta, Storage};
+use raft_core::{Entry, EntryKind, MemStorage, Snapshot, Storage};
 
 /// Entries `range` of `term`, each with a payload of `len` bytes derived
 /// from its index and term (so a misplaced entry is noticed).
@@ -27,10 +27,7 @@ pub fn payload(index: u64, term: u64, len: usize) -> Vec<u8> {
 }
 
 pub fn snap(index: u64, term: u64, len: usize) -> Snapshot {
-    Snapshot {
-        meta: SnapshotMeta { index, term },
-        data: payload(index, term, len),
-    }
+    Snapshot::new(index, term, payload(index, term, len))
 }
 
 /// Describes how `s` differs from `model`, or `None` if it holds the same

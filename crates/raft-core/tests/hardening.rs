@@ -1,0 +1,345 @@
+//! Regression tests for the second review of raft-core: snapshot transfers
+//! that could splice two leaders' bytes, peer input believed without a check,
+//! a snapshot taken between `ready()` and persisting it, heartbeats that
+//! could knock a pipelined follower back to probing, and the reply promise.
+
+mod common;
+
+use common::{append_ok, drain, elect, msg};
+use raft_core::{
+    persist, AppendReply, Body, Config, Entry, Error, HardState, MemStorage, Message, Node, NodeId,
+    Rejection, Role, Snapshot, SnapshotMeta, Storage, Term, MAX_TERM,
+};
+
+fn config(id: NodeId, n: u64) -> Config {
+    let mut c = Config::new(id, (1..=n).collect());
+    c.election_tick = 10;
+    c.heartbeat_tick = 2;
+    c
+}
+
+/// Node `id` of `n`, a follower in `term` with an empty log.
+fn follower(id: NodeId, n: u64, term: Term) -> Node<MemStorage> {
+    let mut s = MemStorage::new();
+    s.set_hard_state(&HardState {
+        term,
+        vote: None,
+        commit: 0,
+    })
+    .unwrap();
+    Node::new(config(id, n), s).unwrap()
+}
+
+fn chunk(from: NodeId, term: Term, meta: SnapshotMeta, data: &[u8], offset: u64) -> Message {
+    let end = offset + data.len() as u64;
+    msg(
+        from,
+        1,
+        term,
+        Body::InstallSnapshot {
+            meta,
+            offset,
+            data: data.to_vec(),
+            done: end == meta.size,
+        },
+    )
+}
+
+/// Steps `m` into `n`; returns `(next_offset, installed)` of its reply.
+fn send_chunk(n: &mut Node<MemStorage>, m: Message) -> (u64, bool) {
+    n.step(m).unwrap();
+    drain(n)
+        .into_iter()
+        .find_map(|m| match m.body {
+            Body::InstallSnapshotReply {
+                next_offset,
+                installed,
+                ..
+            } => Some((next_offset, installed)),
+            _ => None,
+        })
+        .expect("a reply to every chunk")
+}
+
+// Figure 13: "Create new snapshot file if first chunk (offset is 0)". Two
+// leaders may encode the same state (same index and term) differently; a
+// transfer begun by one must never be finished with the other's bytes.
+#[test]
+fn a_new_leaders_transfer_never_resumes_an_old_ones() {
+    let mut n = follower(1, 3, 2);
+    let a = Snapshot::new(5, 2, b"AAAAaaaa".to_vec());
+    let b = Snapshot::new(5, 2, b"BBBBbbbb".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, a.meta, &a.data[..4], 0)),
+        (4, false)
+    );
+    // Node 3 wins term 3 and sends its own encoding from the start.
+    assert_eq!(
+        send_chunk(&mut n, chunk(3, 3, b.meta, &b.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(3, 3, b.meta, &b.data[4..], 4)),
+        (8, true)
+    );
+    assert_eq!(n.storage().snapshot().unwrap(), b);
+}
+
+// A partial transfer belongs to one sender in one term: a later leader that
+// (wrongly) continues it from the middle is asked to start over.
+#[test]
+fn a_partial_transfer_does_not_survive_a_term_change() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(3, 3, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "nothing of node 3's transfer is here yet"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// The finished image must match the length and CRC32C in its metadata.
+#[test]
+fn a_damaged_transfer_is_refused_and_asked_for_again() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, b"0123", 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, b"45X7", 4)),
+        (0, false),
+        "damaged: start over"
+    );
+    let st = n.status();
+    assert_eq!(
+        (st.rejected, st.last_rejection),
+        (1, Some(Rejection::SnapshotChecksum))
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, b"0123", 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, b"4567", 4)),
+        (8, true)
+    );
+}
+
+/// Node 1 leads a 3-node cluster in which node 3 matches its log of
+/// `entries` entries and node 2 is silent.
+fn leader_with(entries: u8) -> Node<MemStorage> {
+    let mut n = Node::new(config(1, 3), MemStorage::new()).unwrap();
+    elect(&mut n, &[3]);
+    for i in 0..entries {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    let term = n.term();
+    n.step(append_ok(3, 1, term, entries.into())).unwrap();
+    drain(&mut n);
+    n
+}
+
+// Review finding: an InstallSnapshot reply's index was believed even past
+// the leader's log, so a forged reply could commit entries only the leader
+// held, and u64::MAX overflowed.
+#[test]
+fn snapshot_replies_about_other_snapshots_are_not_believed() {
+    let mut n = leader_with(1);
+    let term = n.term();
+    assert_eq!(n.status().commit, 1);
+    n.propose(b"only on the leader".to_vec()).unwrap();
+    drain(&mut n);
+    for index in [2, 101, u64::MAX] {
+        let reply = Body::InstallSnapshotReply {
+            meta: SnapshotMeta::of(index, term, b""),
+            next_offset: 0,
+            installed: true,
+        };
+        n.step(msg(2, 1, term, reply)).unwrap();
+        drain(&mut n);
+        assert_eq!(n.match_index(2), Some(0), "index {index}");
+        assert_eq!(n.status().commit, 1, "index {index}");
+    }
+    assert_eq!(n.status().last_rejection, Some(Rejection::IndexTooLarge));
+}
+
+// Review finding: a peer's term of u64::MAX was adopted and the next
+// campaign overflowed (a panic in debug builds; term 0 in release).
+#[test]
+fn terms_no_honest_peer_could_reach_are_refused() {
+    let mut n = follower(1, 3, 4);
+    for term in [u64::MAX, MAX_TERM + 1] {
+        let hb = msg(2, 1, term, Body::Heartbeat { commit: 0, ctx: 0 });
+        n.step(hb).unwrap();
+        assert!(drain(&mut n).is_empty(), "no reply to what is refused");
+        assert_eq!(n.term(), 4);
+    }
+    assert_eq!(
+        (n.status().rejected, n.status().last_rejection),
+        (2, Some(Rejection::TermTooLarge))
+    );
+    // The node still campaigns normally.
+    while n.role() == Role::Follower {
+        n.tick().unwrap();
+    }
+    assert_eq!(drain(&mut n)[0].term, 5, "PreVote for the next term");
+    // At the very top it stops campaigning rather than wrapping around.
+    let mut top = follower(1, 3, MAX_TERM);
+    for _ in 0..100 {
+        top.tick().unwrap();
+    }
+    assert_eq!(top.term(), MAX_TERM);
+}
+
+// Review finding: the floor check ignored a local snapshot already handed
+// out in a Ready not yet persisted, so an older one was accepted and the
+// next persist failed with a fatal storage error.
+#[test]
+fn a_snapshot_older_than_one_in_an_unpersisted_ready_is_refused() {
+    let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
+    while !n.is_leader() {
+        n.tick().unwrap();
+    }
+    for i in 0..10u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    n.snapshot(8, b"at 8".to_vec()).unwrap();
+    let rd = n.ready().unwrap();
+    assert_eq!(rd.local_snapshot.as_ref().map(|s| s.meta.index), Some(8));
+    assert!(matches!(
+        n.snapshot(5, b"at 5".to_vec()),
+        Err(Error::BadSnapshotIndex {
+            index: 5,
+            snapshot: 8,
+            ..
+        })
+    ));
+    persist(n.storage_mut(), &rd).unwrap();
+    n.advance();
+    assert_eq!(n.storage().first_index(), 9);
+    n.snapshot(10, b"at 10".to_vec()).unwrap();
+}
+
+// The narrowed promise: a request that passes the door gets exactly one
+// reply; one no correct peer could send gets none and is counted.
+#[test]
+fn malformed_requests_get_no_reply_and_are_counted() {
+    let gap = Body::AppendEntries {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries: vec![Entry::normal(2, 1, vec![])],
+        leader_commit: 0,
+    };
+    let future_snapshot = Body::InstallSnapshot {
+        meta: SnapshotMeta::of(3, 9, b"x"),
+        offset: 0,
+        data: b"x".to_vec(),
+        done: true,
+    };
+    for (body, why) in [
+        (gap, Rejection::EntriesNotContiguous),
+        (future_snapshot, Rejection::BadSnapshotMeta),
+    ] {
+        let mut n = follower(1, 3, 1);
+        n.step(msg(2, 1, 1, body)).unwrap();
+        assert!(drain(&mut n).is_empty());
+        assert_eq!(n.status().last_rejection, Some(why));
+    }
+    // A leader hearing from another leader of its own term.
+    let mut n = leader_with(0);
+    let term = n.term();
+    let hb = msg(2, 1, term, Body::Heartbeat { commit: 0, ctx: 1 });
+    n.step(hb).unwrap();
+    assert!(drain(&mut n).is_empty());
+    assert_eq!(n.status().last_rejection, Some(Rejection::SameTermLeader));
+    assert!(n.is_leader());
+}
+
+/// Node 1 leads a 3-node cluster with node 2 in Replicate and two
+/// AppendEntries in flight to it; returns the leader.
+fn pipelined_leader() -> Node<MemStorage> {
+    let mut n = leader_with(1);
+    let term = n.term();
+    n.step(append_ok(2, 1, term, 1)).unwrap();
+    drain(&mut n);
+    for i in 0..2u8 {
+        n.propose(vec![i]).unwrap();
+        let to_2 = drain(&mut n).into_iter().filter(|m| m.to == 2).count();
+        assert_eq!(to_2, 1, "pipelined: sent without waiting");
+    }
+    n
+}
+
+fn appends_to(msgs: &[Message], to: NodeId) -> Vec<u64> {
+    msgs.iter()
+        .filter(|m| m.to == to)
+        .filter_map(|m| match &m.body {
+            Body::AppendEntries {
+                prev_log_index,
+                entries,
+                ..
+            } if !entries.is_empty() => Some(*prev_log_index),
+            _ => None,
+        })
+        .collect()
+}
+
+// Review finding: heartbeats carried prev = next - 1 and, overtaking the
+// entries in flight, drew a rejection that dropped the pipeline to Probe.
+#[test]
+fn a_heartbeat_overtaking_entries_in_flight_keeps_the_pipeline() {
+    let mut n = pipelined_leader();
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let beats = drain(&mut n);
+    let to_2 = beats.iter().find(|m| m.to == 2).expect("a heartbeat");
+    let Body::Heartbeat { commit, ctx } = to_2.body else {
+        panic!("heartbeats carry no log position: {to_2:?}");
+    };
+    assert_eq!(commit, 1, "capped at what node 2 is known to hold");
+    n.step(msg(2, 1, term, Body::HeartbeatReply { ctx }))
+        .unwrap();
+    drain(&mut n);
+    n.propose(b"next".to_vec()).unwrap();
+    assert_eq!(
+        appends_to(&drain(&mut n), 2),
+        [3],
+        "the next entry streams on after entries 2 and 3"
+    );
+}
+
+// A window whose messages were all lost must not wait forever: after a whole
+// heartbeat interval with no answer the follower is probed again.
+#[test]
+fn a_lost_window_is_probed_after_a_silent_heartbeat_interval() {
+    let mut n = pipelined_leader();
+    let mut probes = Vec::new();
+    for _ in 0..2 {
+        n.tick().unwrap();
+        n.tick().unwrap();
+        let out = drain(&mut n);
+        probes.extend(out.into_iter().filter(|m| {
+            m.to == 2
+                && matches!(&m.body, Body::AppendEntries { prev_log_index: 1, entries, .. } if !entries.is_empty())
+        }));
+    }
+    assert_eq!(probes.len(), 1, "one probe from match + 1 = 2: {probes:?}");
+    // The follower (which never got entries 2 and 3) answers it.
+    let term = n.term();
+    let ok = AppendReply::Success { match_index: 3 };
+    n.step(msg(2, 1, term, Body::AppendEntriesReply(ok)))
+        .unwrap();
+    drain(&mut n);
+    assert_eq!(n.match_index(2), Some(3));
+}
