@@ -6,6 +6,22 @@
 //! Like the core, everything here is sans-IO: no threads, clock, sockets or
 //! disk. The simulator and the real server drive the same code.
 
+pub mod api;
+pub mod clerk;
+pub mod command;
+pub mod node;
 pub mod op;
+pub mod service;
+pub mod session;
+pub mod store;
 
+pub use api::{
+    Answer, ClientReply, ClientRequest, Consistency, KvError, RequestBody, RequestId, Seq,
+    SessionId,
+};
+pub use clerk::{Action, CallId, Clerk, ClerkConfig};
+pub use command::{Record, RecordBody, RecordError, RECORD_VERSION};
+pub use node::RaftNode;
 pub use op::{Key, Op, OpResult, Value};
+pub use service::{ReadPath, Replies, Service, ServiceConfig};
+pub use store::{Outcome, SnapshotError, Store, StoreConfig, StoreError, SNAPSHOT_VERSION};
