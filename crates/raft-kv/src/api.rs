@@ -23,6 +23,7 @@ pub type RequestId = u64;
 pub struct ClientRequest {
     /// Echoed in the reply.
     pub id: RequestId,
+    /// What is asked.
     pub body: RequestBody,
 }
 
@@ -60,6 +61,7 @@ pub enum Consistency {
 pub struct ClientReply {
     /// The [`ClientRequest::id`] this answers.
     pub id: RequestId,
+    /// The answer, or why there is none.
     pub result: Result<Answer, KvError>,
 }
 

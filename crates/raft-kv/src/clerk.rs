@@ -61,12 +61,19 @@ impl ClerkConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send `request` to server `to`.
-    Send { to: NodeId, request: ClientRequest },
+    Send {
+        /// The server.
+        to: NodeId,
+        /// The request.
+        request: ClientRequest,
+    },
     /// Call [`Clerk::on_timer`] at or after `at_ms`. Replaces any earlier timer.
     SetTimer { at_ms: u64 },
     /// Call `call` is over.
     Done {
+        /// The call, as [`Clerk::call`] numbered it.
         call: CallId,
+        /// Its result.
         result: Result<OpResult, KvError>,
     },
 }

@@ -21,6 +21,7 @@ pub struct Record {
     /// The proposing leader's clock, in milliseconds. The state machine's
     /// clock is the largest stamp applied so far, so it never goes back.
     pub stamp_ms: u64,
+    /// What to do.
     pub body: RecordBody,
 }
 

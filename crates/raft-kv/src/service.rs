@@ -211,6 +211,10 @@ impl<C> Service<C> {
         if let Err(e) = body_check(&self.cfg.store, &body) {
             return vec![(client, reply_err(id, e))];
         }
+        if !node.is_leader() {
+            let leader = node.leader();
+            return vec![(client, reply_err(id, KvError::NotLeader { leader }))];
+        }
         let data = command::encode(&Record {
             stamp_ms: now_ms,
             body,

@@ -104,6 +104,7 @@ pub enum StoreError {
     /// Entries must be applied in index order, each exactly once.
     #[error("entry {index} applied out of order (applied through {applied})")]
     OutOfOrder { index: Index, applied: Index },
+    /// A snapshot that cannot be restored.
     #[error("snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
 }
@@ -111,12 +112,16 @@ pub enum StoreError {
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SnapshotError {
+    /// No bytes at all.
     #[error("empty snapshot")]
     Empty,
+    /// Written by a format version this code does not read.
     #[error("snapshot format version {found} (this build reads {supported})")]
     UnsupportedVersion { found: u8, supported: u8 },
+    /// The bytes are not a snapshot (or describe an impossible session table).
     #[error("malformed snapshot")]
     Malformed,
+    /// The data's applied index is not the index Raft says it covers.
     #[error("snapshot data is for index {data}, but its metadata says {meta}")]
     IndexMismatch { data: Index, meta: Index },
 }

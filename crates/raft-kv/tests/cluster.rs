@@ -14,6 +14,16 @@ use raft_kv::{
 
 const IDS: [NodeId; 3] = [1, 2, 3];
 
+/// Seeds to run: `RAFT_SEED=s` alone, or `1..=RAFT_SEEDS` (default 5), like
+/// the simulator's scenarios.
+fn seeds() -> Vec<u64> {
+    let var = |name| std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
+    match var("RAFT_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=var("RAFT_SEEDS").unwrap_or(5)).collect(),
+    }
+}
+
 enum Packet {
     Raft(Message),
     Request {
@@ -60,6 +70,20 @@ fn raft_config(id: NodeId, seed: u64) -> Config {
         noop_on_election: true,
         seed: seed * 10 + id,
         ..Config::new(id, IDS.to_vec())
+    }
+}
+
+/// Prints how to replay a seed whose run panics.
+struct Replay(&'static str, u64);
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "replay: RAFT_SEED={} cargo test -p raft-kv --test cluster {}",
+                self.1, self.0
+            );
+        }
     }
 }
 
@@ -297,6 +321,7 @@ fn value(v: &str) -> Result<OpResult, KvError> {
 
 /// Puts and gets through a leader that is cut off and replaced, then healed.
 fn through_a_leader_change(read_path: ReadPath, seed: u64) {
+    let _replay = Replay("puts_and_gets_through_a_leader_change", seed);
     let cfg = ServiceConfig {
         read_path,
         ..ServiceConfig::default()
@@ -340,7 +365,7 @@ fn through_a_leader_change(read_path: ReadPath, seed: u64) {
 
 #[test]
 fn puts_and_gets_through_a_leader_change_reads_through_the_log() {
-    for seed in 1..=5 {
+    for seed in seeds() {
         through_a_leader_change(ReadPath::Log, seed);
     }
 }
@@ -348,7 +373,7 @@ fn puts_and_gets_through_a_leader_change_reads_through_the_log() {
 #[test]
 #[ignore = "needs raft-core's ReadIndex (node.rs and Service::on_ready wire it up)"]
 fn puts_and_gets_through_a_leader_change_reads_by_read_index() {
-    for seed in 1..=5 {
+    for seed in seeds() {
         through_a_leader_change(ReadPath::ReadIndex, seed);
     }
 }
@@ -358,7 +383,11 @@ fn puts_and_gets_through_a_leader_change_reads_by_read_index() {
 /// restarts from its storage: every append is applied exactly once.
 #[test]
 fn exactly_once_through_duplicates_snapshots_and_a_restart() {
-    for seed in 1..=3 {
+    for seed in seeds() {
+        let _replay = Replay(
+            "exactly_once_through_duplicates_snapshots_and_a_restart",
+            seed,
+        );
         let cfg = ServiceConfig {
             read_path: ReadPath::Log,
             max_raft_state: Some(2_000),
