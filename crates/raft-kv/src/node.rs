@@ -23,11 +23,8 @@ impl<S: Storage> RaftNode for Node<S> {
         Node::propose(self, data)
     }
 
-    fn read_index(&mut self, _ctx: u64) -> Result<(), Error> {
-        // Stand-in until raft-core's ReadIndex lands: refuse every read, so
-        // nothing is ever answered without confirming leadership. Becomes
-        // `Node::read_index(self, ctx)`.
-        Err(Error::NotLeader { leader: None })
+    fn read_index(&mut self, ctx: u64) -> Result<(), Error> {
+        Node::read_index(self, ctx)
     }
 
     fn is_leader(&self) -> bool {

@@ -301,8 +301,9 @@ impl<C> Service<C> {
         if let Some(snapshot) = &rd.snapshot {
             out.extend(self.restore(snapshot)?);
         }
-        // Once raft-core hands out read states:
-        // for rs in &rd.read_states { out.extend(self.on_read_state(rs.ctx, rs.index)); }
+        for rs in &rd.read_states {
+            out.extend(self.on_read_state(rs.ctx, rs.index));
+        }
         for entry in &rd.committed_entries {
             out.extend(self.apply(entry)?);
         }

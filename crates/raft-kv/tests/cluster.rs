@@ -367,7 +367,6 @@ fn puts_and_gets_through_a_leader_change_reads_through_the_log() {
 }
 
 #[test]
-#[ignore = "needs raft-core's ReadIndex (node.rs and Service::on_ready wire it up)"]
 fn puts_and_gets_through_a_leader_change_reads_by_read_index() {
     for seed in seeds() {
         through_a_leader_change(ReadPath::ReadIndex, seed);

@@ -2,7 +2,7 @@
 //! who waits for what, and what each waiting client hears when its entry is
 //! applied, lost, or its leader steps down.
 
-use raft_core::{Entry, EntryKind, Error, Index, NodeId, Snapshot, SnapshotMeta, Term};
+use raft_core::{Entry, EntryKind, Error, Index, NodeId, Snapshot, Term};
 use raft_kv::command::{encode, Record, RecordBody};
 use raft_kv::{
     Answer, ClientReply, ClientRequest, Consistency, KvError, Op, OpResult, RaftNode, ReadPath,
@@ -374,10 +374,7 @@ fn snapshots_are_taken_past_max_raft_state_and_restored() {
     let mut other: Service<&'static str> = Service::new(cfg);
     let mut other_node = FakeNode::leader(2, 1);
     other.on_request(&mut other_node, "c", register(9), 0);
-    let snapshot = Snapshot {
-        meta: SnapshotMeta { index, term: 1 },
-        data: data.clone(),
-    };
+    let snapshot = Snapshot::new(index, 1, data.clone());
     let out = other.restore(&snapshot).unwrap();
     assert!(matches!(only(out, "c"), Err(KvError::EntryLost { .. })));
     assert_eq!(other.store().snapshot(), svc.store().snapshot());
@@ -389,15 +386,9 @@ fn snapshots_are_taken_past_max_raft_state_and_restored() {
 
     // Metadata that disagrees with the data is refused.
     let mut fresh: Service<&'static str> = Service::new(ServiceConfig::default());
-    let wrong = Snapshot {
-        meta: SnapshotMeta { index: 5, term: 1 },
-        data,
-    };
+    let wrong = Snapshot::new(5, 1, data);
     assert!(fresh.restore(&wrong).is_err());
-    let garbage = Snapshot {
-        meta: SnapshotMeta { index: 5, term: 1 },
-        data: vec![1, 2, 3],
-    };
+    let garbage = Snapshot::new(5, 1, vec![1, 2, 3]);
     assert!(fresh.restore(&garbage).is_err());
     assert_eq!(fresh.store(), &Store::new(StoreConfig::default()));
 }
