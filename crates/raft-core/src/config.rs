@@ -42,9 +42,10 @@ pub struct Config {
     /// Serve reads under a leader lease (thesis §6.4.1) instead of a
     /// heartbeat round per read. Needs `check_quorum`. Safe only if no
     /// server's clock runs faster than another's by more than
-    /// `lease_drift_permille`: the lease lasts an election timeout, measured
-    /// from when the confirming heartbeat left, shortened by that margin.
-    /// Off by default: ReadIndex needs no assumption about clocks.
+    /// `lease_drift_permille`: the lease lasts from when the confirming
+    /// heartbeat left for `election_tick × (1 − drift)` ticks, which is never
+    /// longer than the thesis's bound, election timeout / (1 + drift)
+    /// (Figure 6.3). Off by default: ReadIndex assumes nothing about clocks.
     pub lease_reads: bool,
     /// The clock-drift margin of leases, in thousandths of an election
     /// timeout (100: a lease lasts 90% of `election_tick`).

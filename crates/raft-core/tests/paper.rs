@@ -1,5 +1,6 @@
 //! Tests tying single rules of the Raft paper (Figure 2, §5, §7, thesis §9.6
-//! and §6.2) to the node's behaviour, one message at a time. Whole-cluster
+//! and §6.2) to the node's behaviour, one message at a time. Each test
+//! quotes the sentence it checks and ends with its section. Whole-cluster
 //! scenarios under faults live in raft-sim.
 
 mod common;
@@ -134,6 +135,7 @@ fn elect_with(
     leader
 }
 
+/// "Reply false if term < currentTerm." (Figure 2, RequestVote RPC) — §5.1
 #[test]
 fn vote_refused_for_stale_term() {
     let mut n = node_with_log(1, 3, &[], 5);
@@ -146,6 +148,9 @@ fn vote_refused_for_stale_term() {
     );
 }
 
+/// "Each server will vote for at most one candidate in a given term, on a
+/// first-come-first-served basis." — §5.2. Figure 2: persistent state is
+/// "updated on stable storage before responding to RPCs".
 #[test]
 fn at_most_one_vote_per_term_and_persisted_before_reply() {
     let mut n = node(1, 3);
@@ -178,6 +183,9 @@ fn at_most_one_vote_per_term_and_persisted_before_reply() {
     assert_eq!(granted(&drain(&mut n)), Some(false));
 }
 
+/// "If the logs have last entries with different terms, then the log with
+/// the later term is more up-to-date. If the logs end with the same term,
+/// then whichever log is longer is more up-to-date." — §5.4.1
 #[test]
 fn vote_only_for_up_to_date_log() {
     // §5.4.1: compare last terms, then last indices.
@@ -193,6 +201,8 @@ fn vote_only_for_up_to_date_log() {
     }
 }
 
+/// "If RPC request or response contains term T > currentTerm: set
+/// currentTerm = T, convert to follower." (Figure 2, Rules for Servers) — §5.1
 #[test]
 fn higher_term_makes_follower_and_clears_vote() {
     let mut leader = elect(3);
@@ -205,6 +215,8 @@ fn higher_term_makes_follower_and_clears_vote() {
     );
 }
 
+/// "Terms act as a logical clock in Raft, and they allow servers to detect
+/// obsolete information such as stale leaders." — §5.1
 #[test]
 fn stale_replies_are_ignored_after_stepping_down() {
     let mut leader = elect(3);
@@ -228,8 +240,10 @@ fn stale_replies_are_ignored_after_stepping_down() {
     assert!(drain(&mut leader).is_empty());
 }
 
+/// "Reply false if log doesn't contain an entry at prevLogIndex whose term
+/// matches prevLogTerm." (Figure 2, AppendEntries RPC) — §5.3
 #[test]
-fn heartbeat_runs_consistency_check() {
+fn empty_append_entries_run_the_consistency_check() {
     let mut n = node_with_log(1, 3, &[1, 1], 2);
     n.step(append(2, 1, 2, (3, 2), &[], 3)).unwrap();
     let r = append_reply(&drain(&mut n)).unwrap();
@@ -249,6 +263,9 @@ fn heartbeat_runs_consistency_check() {
     );
 }
 
+/// "When rejecting an AppendEntries request, the follower can include the
+/// term of the conflicting entry and the first index it stores for that
+/// term." — §5.3
 #[test]
 fn conflict_hint_names_term_and_its_first_index() {
     let mut n = node_with_log(1, 3, &[1, 2, 2, 2], 3);
@@ -264,6 +281,9 @@ fn conflict_hint_names_term_and_its_first_index() {
     );
 }
 
+/// "If an existing entry conflicts with a new one (same index but different
+/// terms), delete the existing entry and all that follow it." (Figure 2,
+/// AppendEntries RPC) — §5.3
 #[test]
 fn truncates_only_on_real_conflict() {
     let mut n = node_with_log(1, 3, &[1, 1, 1, 1], 1);
@@ -282,6 +302,8 @@ fn truncates_only_on_real_conflict() {
     assert_eq!(n.storage().last_index(), 3, "storage truncated too");
 }
 
+/// "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index
+/// of last new entry)." (Figure 2, AppendEntries RPC) — §5.3
 #[test]
 fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
     let mut n = node_with_log(1, 3, &[1, 1, 1, 1, 1], 1);
@@ -291,6 +313,8 @@ fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
     assert_eq!(n.status().commit, 2);
 }
 
+/// "If commitIndex > lastApplied: increment lastApplied, apply
+/// log[lastApplied] to state machine." (Figure 2, Rules for Servers) — §5.3
 #[test]
 fn committed_entries_are_handed_out_once_in_order() {
     let mut n = node(1, 3);
@@ -317,6 +341,9 @@ fn committed_entries_are_handed_out_once_in_order() {
     );
 }
 
+/// "Raft never commits log entries from previous terms by counting replicas.
+/// Only log entries from the leader's current term are committed by counting
+/// replicas." — §5.4.2
 #[test]
 fn leader_commits_only_current_term_entries_by_counting() {
     // Figure 8: node 1 leads term 4 with an old term-2 entry at index 2.
@@ -346,6 +373,8 @@ fn leader_commits_only_current_term_entries_by_counting() {
     assert_eq!(n.status().commit, idx);
 }
 
+/// "One AppendEntries RPC will be required for each term with conflicting
+/// entries, rather than one RPC per entry." — §5.3
 #[test]
 fn leader_backtracks_a_whole_term_per_rejection() {
     let leader = node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5);
@@ -397,6 +426,10 @@ fn leader_backtracks_a_whole_term_per_rejection() {
     }
 }
 
+/// "A candidate would first ask other servers whether its log was
+/// up-to-date enough to get their vote. Only if the candidate believed it
+/// could get votes from a majority of the cluster would it increment its
+/// term and start a normal election." — thesis §9.6
 #[test]
 fn pre_vote_does_not_raise_terms() {
     // A node with a stale log keeps timing out: its PreVotes are refused and
@@ -423,6 +456,9 @@ fn pre_vote_does_not_raise_terms() {
     }
 }
 
+/// "If a server receives a RequestVote RPC within the minimum election
+/// timeout of hearing from a current leader, it does not update its term or
+/// grant its vote." — §6
 #[test]
 fn follower_with_live_leader_ignores_vote_requests() {
     let mut f = node(2, 3);
@@ -437,6 +473,8 @@ fn follower_with_live_leader_ignores_vote_requests() {
     );
 }
 
+/// "A leader in Raft steps down if an election timeout elapses without a
+/// successful round of heartbeats to a majority of its cluster." — thesis §6.2
 #[test]
 fn check_quorum_leader_steps_down_when_isolated() {
     let mut leader = elect(3);
@@ -447,6 +485,9 @@ fn check_quorum_leader_steps_down_when_isolated() {
     assert_eq!(leader.role(), Role::Follower);
 }
 
+/// "If the client's first choice is not the leader, that server will reject
+/// the client's request and supply information about the most recent leader
+/// it has heard from." — §8
 #[test]
 fn not_leader_is_a_typed_error() {
     let mut n = node(1, 3);
@@ -461,6 +502,8 @@ fn not_leader_is_a_typed_error() {
     ));
 }
 
+/// "A log entry is committed once the leader that created the entry has
+/// replicated it on a majority of the servers." — §5.3
 #[test]
 fn single_node_commits_its_own_proposals() {
     let mut n = node(1, 1);
@@ -473,6 +516,9 @@ fn single_node_commits_its_own_proposals() {
     assert_eq!(rd.committed_entries.len(), 1);
 }
 
+/// "The leader must occasionally send snapshots to followers that lag
+/// behind." — §7. InstallSnapshot is "invoked by leader to send chunks of a
+/// snapshot to a follower" (Figure 13).
 #[test]
 fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
     let mut cfg = config(1, 3);
@@ -563,6 +609,9 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
     assert_eq!(follower.last_index(), 5);
 }
 
+/// Not a sentence of the paper but this crate's contract, which
+/// request/response RPC layers (raft-lab) build on: every request that
+/// passes the door gets exactly one reply, in the next Ready.
 #[test]
 fn every_request_gets_exactly_one_reply_in_the_next_ready() {
     let requests = [
@@ -604,6 +653,8 @@ fn every_request_gets_exactly_one_reply_in_the_next_ready() {
     }
 }
 
+/// "Terms act as a logical clock in Raft, and they allow servers to detect
+/// obsolete information such as stale leaders." — §5.1
 #[test]
 fn replies_from_an_older_term_never_count_for_a_new_leadership() {
     // Node 1 led an earlier term; a reply to that term's AppendEntries

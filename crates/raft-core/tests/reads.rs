@@ -61,9 +61,9 @@ fn leader(n: u64, cfg: impl Fn(&mut Config)) -> Node<MemStorage> {
     node
 }
 
-// §6.4: "the leader ... records its current commit index in a local
-// variable readIndex" and "sends a new round of heartbeats and waits for
-// their acknowledgments from a majority of the cluster".
+/// "The leader saves its current commit index in a local variable readIndex."
+/// "It issues a new round of heartbeats and waits for their acknowledgments
+/// from a majority of the cluster." — thesis §6.4
 #[test]
 fn a_read_waits_for_a_majority_of_its_round() {
     let mut n = leader(5, |_| {});
@@ -84,8 +84,9 @@ fn a_read_waits_for_a_majority_of_its_round() {
     assert!(collect(&mut n).1.is_empty());
 }
 
-// §6.4: reads arriving together share one round, and an answer to an older
-// round confirms nothing newer.
+/// "It can use a single round of heartbeats for any number of read-only
+/// queries that it has accumulated." — thesis §6.4. (And an answer to an
+/// older round confirms nothing newer.)
 #[test]
 fn reads_between_two_readies_share_a_round() {
     let mut n = leader(3, |_| {});
@@ -108,9 +109,10 @@ fn reads_between_two_readies_share_a_round() {
     assert_eq!(ctxs, [3]);
 }
 
-// §6.4: "a leader ... must ... check whether it has been deposed before
-// processing a read-only request". A deposed leader never answers, however
-// its old round's answers arrive.
+/// "If the partitioned leader responded to a read-only query without
+/// consulting the other servers, it would return stale results, which are
+/// not linearizable." — thesis §6.4. A deposed leader never answers, however
+/// its old round's answers arrive.
 #[test]
 fn a_deposed_leader_never_answers_a_read() {
     let mut n = leader(3, |_| {});
@@ -140,8 +142,8 @@ fn a_deposed_leader_never_answers_a_read() {
     assert_ne!(n.role(), Role::Leader, "CheckQuorum deposed it");
 }
 
-// §6.4 (and §8): "the leader must have at least one entry from its current
-// term committed"; until then it answers no read, however many rounds pass.
+/// "If the leader has not yet marked an entry from its current term
+/// committed, it waits until it has done so." — thesis §6.4
 #[test]
 fn a_new_leader_answers_nothing_before_its_first_entry_commits() {
     let mut n = Node::new(config(1, 3), MemStorage::new()).unwrap();
@@ -166,8 +168,8 @@ fn a_new_leader_answers_nothing_before_its_first_entry_commits() {
     assert_eq!(collect(&mut n).1, [ReadState { ctx: 5, index: 1 }]);
 }
 
-// §6.4: "followers could also help offload the processing of read-only
-// queries": a follower asks the leader for a read index.
+/// "The follower could issue a request to the leader that just asked for a
+/// current readIndex." — thesis §6.4
 #[test]
 fn a_follower_read_is_forwarded_to_the_leader() {
     let mut f = Node::new(config(2, 3), MemStorage::new()).unwrap();
@@ -208,9 +210,10 @@ fn a_follower_read_is_forwarded_to_the_leader() {
     assert_eq!(collect(&mut f).1, [ReadState { ctx: 42, index: 1 }]);
 }
 
-// §6.4.1: with a lease, "the leader would use the normal heartbeat
-// mechanism to maintain a lease"; reads are answered without a round while
-// it holds, and need a round again once it runs out.
+/// "Once the leader's heartbeats were acknowledged by a majority of the
+/// cluster, the leader would assume that no other server will become leader
+/// for about an election timeout, and it could extend its lease
+/// accordingly." — thesis §6.4.1. Reads need a round again once it runs out.
 #[test]
 fn lease_reads_skip_the_round_only_while_the_lease_holds() {
     let mut n = leader(3, |c| c.lease_reads = true);
@@ -235,9 +238,10 @@ fn lease_reads_skip_the_round_only_while_the_lease_holds() {
     assert!(collect(&mut n).1.is_empty());
 }
 
-// §6.4.1: a lease rests on voters refusing other candidates for an election
-// timeout; a voter that just restarted may have promised that before, so
-// with leases on it refuses votes for one election timeout after starting.
+/// A lease rests on voters refusing other candidates for an election timeout
+/// (thesis §6.4.1 with §4.2.3); a voter that just restarted may have made
+/// that promise before, so with leases on it refuses votes for one election
+/// timeout after starting.
 #[test]
 fn with_leases_a_restarted_node_ignores_votes_for_an_election_timeout() {
     let mut c = config(2, 3);
@@ -270,7 +274,7 @@ fn with_leases_a_restarted_node_ignores_votes_for_an_election_timeout() {
     assert!(n.storage().last_index() == 0);
 }
 
-// A single voter is its own majority: reads are confirmed at once.
+/// A single voter is its own majority: reads are confirmed at once.
 #[test]
 fn a_single_node_confirms_reads_by_itself() {
     let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
