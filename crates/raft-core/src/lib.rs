@@ -63,6 +63,7 @@ mod tracker;
 mod types;
 mod validate;
 
+pub use bytes::Bytes;
 pub use config::Config;
 pub use error::{ConfigError, Error, StorageError};
 pub use log::RaftLog;

@@ -6,6 +6,7 @@
 //! Elections live in `election.rs`, replication in `replication.rs`,
 //! snapshots in `snapshot.rs`, and the output batch in `ready.rs`.
 
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -263,14 +264,16 @@ impl<S: Storage> Node<S> {
 
     /// Appends a command to the leader's log (§5.3). Returns the index and
     /// term it will have if it commits.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), Error> {
+    ///
+    /// `data` may be a `Vec<u8>` or a shared `bytes::Bytes`; it is not copied.
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<(Index, Term), Error> {
         if self.role != Role::Leader {
             return Err(Error::NotLeader {
                 leader: self.leader,
             });
         }
         let index = self.log.last_index() + 1;
-        self.append_own(Entry::normal(index, self.term, data));
+        self.append_own(Entry::normal(index, self.term, data.into()));
         Ok((index, self.term))
     }
 
@@ -478,7 +481,7 @@ impl<S: Storage> Node<S> {
                 index,
                 term: self.term,
                 kind: EntryKind::Noop,
-                data: Vec::new(),
+                data: Bytes::new(),
             });
         }
     }

@@ -1,5 +1,6 @@
 //! The values Raft persists: log entries, the hard state and snapshots.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A server's identity in the cluster. Zero is reserved as "nobody".
@@ -21,22 +22,25 @@ pub enum EntryKind {
 
 /// One log entry (Figure 2: "each entry contains command for state machine,
 /// and term when entry was received by leader").
+///
+/// The payload is a shared buffer: once proposed it is never copied, only
+/// shared, on its way to storage, to every follower and to the application.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub index: Index,
     pub term: Term,
     pub kind: EntryKind,
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 impl Entry {
     /// A command entry.
-    pub fn normal(index: Index, term: Term, data: Vec<u8>) -> Self {
+    pub fn normal(index: Index, term: Term, data: impl Into<Bytes>) -> Self {
         Entry {
             index,
             term,
             kind: EntryKind::Normal,
-            data,
+            data: data.into(),
         }
     }
 

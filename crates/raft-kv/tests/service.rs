@@ -278,7 +278,9 @@ fn an_undecodable_record_at_the_index_is_answered_with_its_error() {
     svc.on_request(&mut node, "c", write(2, 1, 1, put("a", "1")), 0);
     // The entry's bytes got corrupted on the way to the log.
     let mut entry = node.entry(2);
-    entry.data[0] = 0xee;
+    let mut data = entry.data.to_vec();
+    data[0] = 0xee;
+    entry.data = data.into();
     let out = svc.apply(&entry).unwrap();
     assert_eq!(
         only(out, "c"),
@@ -400,7 +402,7 @@ fn entries_that_are_not_records_only_move_the_applied_index() {
         index: 2,
         term: 2,
         kind: EntryKind::Noop,
-        data: vec![],
+        data: Default::default(),
     };
     assert!(svc.apply(&noop).unwrap().is_empty());
     assert_eq!(svc.store().applied(), 2);

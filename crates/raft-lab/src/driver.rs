@@ -226,7 +226,7 @@ impl Driver {
                     self.queue_apply(ApplyMsg::Command {
                         index: e.index,
                         term: e.term,
-                        command: e.data,
+                        command: Vec::from(e.data),
                     });
                 }
             }

@@ -113,7 +113,7 @@ impl Apps {
             self.agree(entry.index, &entry.data)?;
             self.nodes[id as usize - 1]
                 .log
-                .insert(entry.index, entry.data.clone());
+                .insert(entry.index, entry.data.to_vec());
         }
         self.nodes[id as usize - 1].last_applied = entry.index;
         Ok(())

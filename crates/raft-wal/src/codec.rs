@@ -296,7 +296,7 @@ pub(crate) fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
             index,
             term,
             kind,
-            data: data.to_vec(),
+            data: raft_core::Bytes::copy_from_slice(data),
         }),
         _ => Err("not a single entry item"),
     }

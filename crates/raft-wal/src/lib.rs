@@ -28,7 +28,7 @@
 //!
 //! // A restart recovers everything that was synced.
 //! let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
-//! assert_eq!(wal.entries(index, index + 1, u64::MAX).unwrap()[0].data, b"x");
+//! assert_eq!(wal.entries(index, index + 1, u64::MAX).unwrap()[0].data, &b"x"[..]);
 //! ```
 
 mod cache;

@@ -23,7 +23,7 @@ fn run(node: &mut Node<Wal>, cmds: &[Vec<u8>]) -> Vec<Vec<u8>> {
                 rd.committed_entries
                     .iter()
                     .filter(|e| !e.data.is_empty())
-                    .map(|e| e.data.clone()),
+                    .map(|e| e.data.to_vec()),
             );
             node.advance();
         }

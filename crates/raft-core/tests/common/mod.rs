@@ -278,7 +278,7 @@ impl Sim {
                     None => {
                         let a = Applied {
                             term: e.term,
-                            data: e.data.clone(),
+                            data: e.data.to_vec(),
                             hash,
                         };
                         self.applied.insert(e.index, a);

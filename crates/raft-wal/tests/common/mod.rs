@@ -15,7 +15,7 @@ pub fn ents(range: std::ops::Range<u64>, term: u64, len: usize) -> Vec<Entry> {
             } else {
                 EntryKind::Normal
             },
-            data: payload(i, term, len),
+            data: payload(i, term, len).into(),
         })
         .collect()
 }
