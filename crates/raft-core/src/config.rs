@@ -11,7 +11,11 @@ use crate::types::NodeId;
 pub struct Config {
     /// This node's id (non-zero).
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The bootstrap configuration: every voting member, this node included.
+    /// Used only until the node's storage holds a snapshot or a
+    /// configuration entry, which then say who is in the cluster (§6). Empty
+    /// for a server that will be added to a running cluster: it waits to
+    /// hear from the leader and never campaigns before it is a voter.
     pub voters: Vec<NodeId>,
     /// Base election timeout T: each follower waits a random time in [T, 2T)
     /// without hearing from a leader before it campaigns (§5.2).
@@ -83,9 +87,6 @@ impl Config {
         if self.id == 0 {
             return Err(ConfigError::ZeroId);
         }
-        if self.voters.is_empty() {
-            return Err(ConfigError::NoVoters);
-        }
         let mut seen = BTreeSet::new();
         for &v in &self.voters {
             if v == 0 {
@@ -95,7 +96,7 @@ impl Config {
                 return Err(ConfigError::DuplicateVoter(v));
             }
         }
-        if !seen.contains(&self.id) {
+        if !seen.is_empty() && !seen.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
         }
         if self.heartbeat_tick == 0 {
@@ -145,7 +146,8 @@ mod tests {
     fn rejects_bad_values() {
         assert_eq!(
             Config::new(1, vec![]).validate(),
-            Err(ConfigError::NoVoters)
+            Ok(()),
+            "a server waiting to be added"
         );
         assert_eq!(
             Config::new(1, vec![1, 2, 2]).validate(),

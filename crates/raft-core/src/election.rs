@@ -22,18 +22,22 @@ impl<S: Storage> Node<S> {
             self.role = Role::PreCandidate;
             self.tracker.reset_votes();
             if self.tracker.tally() == VoteResult::Won {
-                return self.start_election();
+                return self.start_election(false);
             }
-            self.request_votes(self.term + 1, true);
+            self.request_votes(self.term + 1, true, false);
             Ok(())
         } else {
-            self.start_election()
+            self.start_election(false)
         }
     }
 
     /// Figure 2, candidates: increment currentTerm, vote for self, reset the
-    /// election timer, send RequestVote to all other servers.
-    pub(crate) fn start_election(&mut self) -> Result<(), Error> {
+    /// election timer, send RequestVote to all other servers. `transfer`
+    /// marks a campaign on the leader's TimeoutNow (thesis §3.10).
+    pub(crate) fn start_election(&mut self, transfer: bool) -> Result<(), Error> {
+        if self.term >= MAX_TERM {
+            return Ok(());
+        }
         self.term += 1;
         self.vote = Some(self.id);
         self.role = Role::Candidate;
@@ -44,15 +48,15 @@ impl<S: Storage> Node<S> {
         if self.tracker.tally() == VoteResult::Won {
             return self.become_leader();
         }
-        self.request_votes(self.term, false);
+        self.request_votes(self.term, false, transfer);
         Ok(())
     }
 
-    fn request_votes(&mut self, term: Term, pre_vote: bool) {
+    /// Asks every other voter (learners do not vote).
+    fn request_votes(&mut self, term: Term, pre_vote: bool, transfer: bool) {
         let last_log_index = self.log.last_index();
         let last_log_term = self.log.last_term();
-        let peers: Vec<NodeId> = self.tracker.peers().collect();
-        for to in peers {
+        for to in self.tracker.voter_peers() {
             self.send(
                 to,
                 term,
@@ -60,6 +64,7 @@ impl<S: Storage> Node<S> {
                     last_log_index,
                     last_log_term,
                     pre_vote,
+                    transfer,
                 },
             );
         }
@@ -122,7 +127,7 @@ impl<S: Storage> Node<S> {
         }
         self.tracker.record_vote(from, granted);
         match self.tracker.tally() {
-            VoteResult::Won if self.role == Role::PreCandidate => self.start_election()?,
+            VoteResult::Won if self.role == Role::PreCandidate => self.start_election(false)?,
             VoteResult::Won => self.become_leader()?,
             VoteResult::Lost => self.become_follower(self.term, None),
             VoteResult::Pending => {}
@@ -145,8 +150,7 @@ impl<S: Storage> Node<S> {
         // The first AppendEntries go out at once: they claim leadership and
         // start probing where each follower's log meets ours.
         self.pending_send = false;
-        let peers: Vec<NodeId> = self.tracker.peers().collect();
-        for to in peers {
+        for to in self.tracker.peers() {
             self.send_append(to, true)?;
         }
         Ok(())

@@ -26,8 +26,6 @@ pub enum StorageError {
 pub enum ConfigError {
     #[error("node id 0 is reserved")]
     ZeroId,
-    #[error("the voter set is empty")]
-    NoVoters,
     #[error("node {0} appears twice in the voter set")]
     DuplicateVoter(NodeId),
     #[error("node {0} is not in its own voter set")]
@@ -59,6 +57,15 @@ pub enum Error {
         applied: Index,
         snapshot: Index,
     },
+    /// A leadership transfer to `to` is under way: proposals wait for it.
+    #[error("leadership is being transferred to {to}")]
+    Transferring { to: NodeId },
+    /// `transfer_leader` was given a node that is not another voter.
+    #[error("node {0} is not another voter; leadership cannot go there")]
+    BadTransferTarget(NodeId),
+    /// A membership change was refused.
+    #[error("configuration change refused: {0}")]
+    ConfChange(#[from] crate::conf::ConfChangeError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]

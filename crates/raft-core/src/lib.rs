@@ -46,10 +46,12 @@
 //! node.advance();
 //! ```
 
+mod conf;
 mod config;
 mod election;
 mod error;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod progress;
@@ -64,6 +66,7 @@ mod types;
 mod validate;
 
 pub use bytes::Bytes;
+pub use conf::{ConfChange, ConfChangeError, ConfEntry, ConfState};
 pub use config::Config;
 pub use error::{ConfigError, Error, StorageError};
 pub use log::RaftLog;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::conf::ConfState;
 use crate::types::{Entry, Index, NodeId, SnapshotMeta, Term};
 
 /// One message between two servers. `term` is the sender's current term,
@@ -20,11 +21,14 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// RequestVote (Figure 2). With `pre_vote` set it only asks whether the
-    /// receiver *would* vote, and changes no state (thesis §9.6).
+    /// receiver *would* vote, and changes no state (thesis §9.6). With
+    /// `transfer` set the candidate campaigns on its leader's TimeoutNow, and
+    /// voters disregard that leader's lease (thesis §3.10).
     RequestVote {
         last_log_index: Index,
         last_log_term: Term,
         pre_vote: bool,
+        transfer: bool,
     },
     /// Reply to [`Body::RequestVote`].
     RequestVoteReply { granted: bool, pre_vote: bool },
@@ -42,6 +46,7 @@ pub enum Body {
     /// data; `done` marks the last chunk.
     InstallSnapshot {
         meta: SnapshotMeta,
+        conf: ConfState,
         offset: u64,
         data: Vec<u8>,
         done: bool,
@@ -70,6 +75,9 @@ pub enum Body {
     /// The read index for the follower's read `ctx`: once the follower has
     /// applied through `index`, the read may be served from its state.
     ReadIndexReply { ctx: u64, index: Index },
+    /// The leader hands over leadership: the receiver, whose log is up to
+    /// date, campaigns at once (thesis §3.10). One-way.
+    TimeoutNow,
 }
 
 /// The outcome of an AppendEntries at the follower.
@@ -130,6 +138,7 @@ impl Body {
             Body::HeartbeatReply { .. } => "HeartbeatReply",
             Body::ReadIndex { .. } => "ReadIndex",
             Body::ReadIndexReply { .. } => "ReadIndexReply",
+            Body::TimeoutNow => "TimeoutNow",
         }
     }
 }

@@ -10,9 +10,11 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::conf::ConfState;
 use crate::config::Config;
 use crate::error::Error;
 use crate::log::RaftLog;
+use crate::membership::ConfLog;
 use crate::message::{AppendReply, Body, Message};
 use crate::read_only::{ReadOnly, ReadState};
 use crate::snapshot::Incoming;
@@ -99,15 +101,29 @@ pub struct Node<S: Storage> {
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) rejected: u64,
     pub(crate) last_rejection: Option<Rejection>,
+    /// The configurations in the log; the latest is in force (§6).
+    pub(crate) confs: ConfLog,
+    /// Leader: the voter leadership is being handed to (thesis §3.10).
+    pub(crate) transferee: Option<NodeId>,
+    /// Leader ticks since the transfer began.
+    pub(crate) transfer_elapsed: u32,
 }
 
 impl<S: Storage> Node<S> {
     /// Builds a node from its configuration and whatever `storage` holds: a
-    /// restarted node recovers term, vote, log and commit from storage alone.
-    /// The application restores its state from `storage.snapshot()` itself.
+    /// restarted node recovers term, vote, log, commit and membership from
+    /// storage alone (`Config::voters` is only the bootstrap configuration,
+    /// used while neither a snapshot nor a configuration entry says
+    /// otherwise). The application restores its state from
+    /// `storage.snapshot()` itself.
     pub fn new(cfg: Config, storage: S) -> Result<Self, Error> {
         cfg.validate()?;
         let hs = storage.hard_state()?;
+        let base = if storage.first_index() > 1 {
+            storage.snapshot_conf()?
+        } else {
+            ConfState::new(&cfg.voters)
+        };
         let mut node = Node {
             id: cfg.id,
             term: hs.term,
@@ -115,7 +131,7 @@ impl<S: Storage> Node<S> {
             leader: None,
             role: Role::Follower,
             log: RaftLog::new(storage, hs.commit),
-            tracker: Tracker::new(cfg.id, &cfg.voters),
+            tracker: Tracker::new(cfg.id, base.clone()),
             msgs: Vec::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
@@ -131,8 +147,12 @@ impl<S: Storage> Node<S> {
             read_states: Vec::new(),
             rejected: 0,
             last_rejection: None,
+            confs: ConfLog::new(base.clone()),
+            transferee: None,
+            transfer_elapsed: 0,
             cfg,
         };
+        node.log_restored(base)?;
         node.reset_election_timer();
         Ok(node)
     }
@@ -152,6 +172,7 @@ impl<S: Storage> Node<S> {
                     return Ok(());
                 }
             }
+            self.tick_transfer();
             if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat()?;
@@ -159,7 +180,13 @@ impl<S: Storage> Node<S> {
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.randomized_timeout {
-                self.campaign()?;
+                if self.tracker.is_voter(self.id) {
+                    self.campaign()?;
+                } else {
+                    // Learners and servers outside the configuration never
+                    // campaign (they could not win, and would only disturb).
+                    self.reset_election_timer();
+                }
             }
         }
         Ok(())
@@ -172,9 +199,12 @@ impl<S: Storage> Node<S> {
     /// Every message is first checked at the door (`validate.rs`): one that
     /// no correct peer could send is refused, counted in
     /// [`Status::rejected`], and gets no reply.
+    ///
+    /// Requests are taken from any server (a leader this node does not know
+    /// yet may have added it); replies and votes count only from members.
     pub fn step(&mut self, m: Message) -> Result<(), Error> {
-        if m.to != self.id || !self.tracker.is_peer(m.from) {
-            return Ok(()); // Not for us, or not from a member: never counted.
+        if m.to != self.id {
+            return Ok(()); // Not for us.
         }
         if let Err(why) = validate::check(&m) {
             self.reject(why);
@@ -182,10 +212,14 @@ impl<S: Storage> Node<S> {
         }
         if m.term > self.term {
             match &m.body {
-                Body::RequestVote { pre_vote, .. } => {
-                    if self.in_lease() {
+                Body::RequestVote {
+                    pre_vote, transfer, ..
+                } => {
+                    if self.in_lease() && !transfer {
                         // §4.2.3 of the thesis: ignore vote requests while a
-                        // leader is known to be alive; do not even adopt the term.
+                        // leader is known to be alive; do not even adopt the
+                        // term. A candidate sent by the leader's own transfer
+                        // (§3.10) is the exception.
                         return Ok(());
                     }
                     if !pre_vote {
@@ -222,6 +256,7 @@ impl<S: Storage> Node<S> {
                 last_log_index,
                 last_log_term,
                 pre_vote,
+                ..
             } => self.handle_vote_request(from, term, last_log_index, last_log_term, pre_vote),
             Body::RequestVoteReply { granted, pre_vote } => {
                 self.handle_vote_reply(from, term, granted, pre_vote)?
@@ -235,10 +270,11 @@ impl<S: Storage> Node<S> {
             Body::AppendEntriesReply(reply) => self.handle_append_reply(from, reply)?,
             Body::InstallSnapshot {
                 meta,
+                conf,
                 offset,
                 data,
                 done,
-            } => self.handle_snapshot_chunk(from, meta, offset, data, done)?,
+            } => self.handle_snapshot_chunk(from, meta, conf, offset, data, done)?,
             Body::InstallSnapshotReply {
                 meta,
                 next_offset,
@@ -252,6 +288,7 @@ impl<S: Storage> Node<S> {
                 }
             }
             Body::ReadIndexReply { ctx, index } => self.handle_read_index_reply(from, ctx, index),
+            Body::TimeoutNow => self.handle_timeout_now(from)?,
         }
         Ok(())
     }
@@ -271,6 +308,9 @@ impl<S: Storage> Node<S> {
             return Err(Error::NotLeader {
                 leader: self.leader,
             });
+        }
+        if let Some(to) = self.transferee {
+            return Err(Error::Transferring { to });
         }
         let index = self.log.last_index() + 1;
         self.append_own(Entry::normal(index, self.term, data.into()));
@@ -303,7 +343,12 @@ impl<S: Storage> Node<S> {
             });
         }
         let term = self.log.term(index)?;
-        self.local_snapshot = Some(Snapshot::new(index, term, data));
+        let mut snapshot = Snapshot::new(index, term, data);
+        // Every entry through `index` is committed, so the configuration in
+        // force there is final (§7: the snapshot keeps it).
+        snapshot.conf = self.confs.at(index).clone();
+        self.confs.compacted(index);
+        self.local_snapshot = Some(snapshot);
         Ok(())
     }
 
@@ -450,6 +495,7 @@ impl<S: Storage> Node<S> {
             self.tracker.clear_progress();
             self.pending_send = false;
             self.reset_reads();
+            self.transferee = None;
         }
         if term != self.term {
             self.term = term;
@@ -465,7 +511,10 @@ impl<S: Storage> Node<S> {
 
     /// Appends an entry made by this leader and schedules sending it.
     pub(crate) fn append_own(&mut self, entry: Entry) {
-        self.log.append(&[entry]);
+        let index = entry.index;
+        let entries = [entry];
+        self.log.append(&entries);
+        self.log_appended(index, &entries);
         self.pending_send = true;
         // A single-node cluster commits on its own.
         if self.tracker.is_singleton() {

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::message::Body;
 use crate::node::{Node, Role};
-use crate::quorum::committed_index;
 use crate::storage::Storage;
 use crate::types::{Index, NodeId};
 
@@ -58,6 +57,8 @@ pub(crate) struct ReadOnly {
     sent_at: VecDeque<(u64, u64)>,
     /// Reads may be served by lease until this tick.
     lease_until: u64,
+    /// A leadership transfer began: no lease of this leadership holds.
+    lease_off: bool,
 }
 
 impl ReadOnly {
@@ -152,16 +153,21 @@ impl<S: Storage> Node<S> {
         self.confirm_rounds();
     }
 
-    /// Releases what the rounds confirmed so far allow.
+    /// Releases what the rounds confirmed so far allow: a round is
+    /// confirmed once a majority of voters (of each half, when joint) has
+    /// answered it or a later one.
     pub(crate) fn confirm_rounds(&mut self) {
-        let latest = self.read_only.next_round.saturating_sub(1);
-        let mut rounds: Vec<u64> = self
-            .tracker
-            .peers()
-            .map(|p| self.read_only.acked.get(&p).copied().unwrap_or(0))
-            .collect();
-        rounds.push(latest);
-        let confirmed = committed_index(&mut rounds);
+        let acked = &self.read_only.acked;
+        let mut confirmed = 0;
+        for &(round, _) in &self.read_only.sent_at {
+            if !self
+                .tracker
+                .is_quorum(|v| acked.get(&v).is_some_and(|&r| r >= round))
+            {
+                break;
+            }
+            confirmed = round;
+        }
         while let Some(&(round, at)) = self.read_only.sent_at.front() {
             if round > confirmed {
                 break;
@@ -173,7 +179,9 @@ impl<S: Storage> Node<S> {
             let lease = u64::from(self.cfg.election_tick)
                 * u64::from(1000 - self.cfg.lease_drift_permille.min(1000))
                 / 1000;
-            self.read_only.lease_until = self.read_only.lease_until.max(at + lease);
+            if !self.read_only.lease_off {
+                self.read_only.lease_until = self.read_only.lease_until.max(at + lease);
+            }
         }
         while let Some(p) = self.read_only.pending.front().copied() {
             if p.round > confirmed {
@@ -203,5 +211,11 @@ impl<S: Storage> Node<S> {
     /// Leadership ended: every pending read is dropped, the lease with them.
     pub(crate) fn reset_reads(&mut self) {
         self.read_only = ReadOnly::default();
+    }
+
+    /// Ends the lease for the rest of this leadership (a transfer began).
+    pub(crate) fn read_only_lease_off(&mut self) {
+        self.read_only.lease_off = true;
+        self.read_only.lease_until = 0;
     }
 }

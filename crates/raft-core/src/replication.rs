@@ -18,8 +18,7 @@ impl<S: Storage> Node<S> {
         self.heartbeat_elapsed = 0;
         let round = self.start_round();
         let committed = self.log.committed();
-        let peers: Vec<NodeId> = self.tracker.peers().collect();
-        for to in peers {
+        for to in self.tracker.peers() {
             let Some(pr) = self.tracker.progress.get_mut(&to) else {
                 continue;
             };
@@ -43,8 +42,7 @@ impl<S: Storage> Node<S> {
     /// proposals between two Readies travel in one message per follower).
     pub(crate) fn send_pending(&mut self) -> Result<(), Error> {
         if self.role == Role::Leader && self.pending_send {
-            let peers: Vec<NodeId> = self.tracker.peers().collect();
-            for to in peers {
+            for to in self.tracker.peers() {
                 self.send_appends(to)?;
             }
         }
@@ -222,6 +220,7 @@ impl<S: Storage> Node<S> {
             .position(|e| !self.log.matches(e.index, e.term))
         {
             self.log.append(&entries[i..]);
+            self.log_appended(entries[i].index, &entries[i..]);
         }
         // Figure 2: commitIndex = min(leaderCommit, index of last new entry).
         self.log.commit_to(leader_commit.min(last_new));
@@ -264,7 +263,11 @@ impl<S: Storage> Node<S> {
                 if grew {
                     self.maybe_commit();
                 }
-                self.send_appends(from)
+                self.send_appends(from)?;
+                if self.transferee == Some(from) {
+                    self.try_finish_transfer(from)?;
+                }
+                Ok(())
             }
             AppendReply::Conflict {
                 prev_log_index,
@@ -300,6 +303,7 @@ impl<S: Storage> Node<S> {
         if n > self.log.committed() && self.log.term_of(n) == Some(self.term) {
             self.log.commit_to(n);
             self.release_waiting_reads();
+            self.after_commit();
             return true;
         }
         false

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::conf::ConfState;
 use crate::error::Error;
 use crate::message::Body;
 use crate::node::{Node, Role};
@@ -16,6 +17,7 @@ use crate::validate::Rejection;
 pub(crate) struct Incoming {
     from: NodeId,
     meta: SnapshotMeta,
+    conf: ConfState,
     data: Vec<u8>,
 }
 
@@ -50,6 +52,7 @@ impl<S: Storage> Node<S> {
             .min(len);
         let body = Body::InstallSnapshot {
             meta: snap.meta,
+            conf: snap.conf.clone(),
             offset,
             data: snap.data[offset as usize..end as usize].to_vec(),
             done: end == len,
@@ -87,6 +90,7 @@ impl<S: Storage> Node<S> {
         &mut self,
         from: NodeId,
         meta: SnapshotMeta,
+        conf: ConfState,
         offset: u64,
         data: Vec<u8>,
         done: bool,
@@ -111,11 +115,12 @@ impl<S: Storage> Node<S> {
             self.incoming_snapshot = Some(Incoming {
                 from,
                 meta,
+                conf: conf.clone(),
                 data: Vec::new(),
             });
         }
         let have = match &mut self.incoming_snapshot {
-            Some(s) if s.from == from && s.meta == meta => {
+            Some(s) if s.from == from && s.meta == meta && s.conf == conf => {
                 if s.data.len() as u64 == offset {
                     s.data.extend_from_slice(&data);
                 }
@@ -145,8 +150,11 @@ impl<S: Storage> Node<S> {
         }
         self.log.restore(Snapshot {
             meta,
+            conf: incoming.conf.clone(),
             data: incoming.data,
         });
+        // §7: the snapshot's configuration, then any kept entries' (§6).
+        self.log_restored(incoming.conf)?;
         self.send(from, self.term, reply(have, true));
         Ok(())
     }

@@ -25,6 +25,11 @@ pub trait Storage {
     fn entries(&self, lo: Index, hi: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError>;
     /// The latest snapshot (empty, at index 0, when none was taken).
     fn snapshot(&self) -> Result<Snapshot, StorageError>;
+    /// The configuration stored with the latest snapshot. The default reads
+    /// the whole snapshot; a store that keeps it apart should say it cheaply.
+    fn snapshot_conf(&self) -> Result<crate::ConfState, StorageError> {
+        Ok(self.snapshot()?.conf)
+    }
 
     /// Appends `entries` (contiguous), first discarding every held entry at or
     /// after `entries[0].index`. The core hands out entries with
@@ -150,6 +155,10 @@ impl Storage for MemStorage {
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
         Ok(self.snapshot.clone())
+    }
+
+    fn snapshot_conf(&self) -> Result<crate::ConfState, StorageError> {
+        Ok(self.snapshot.conf.clone())
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {

@@ -1,12 +1,15 @@
 //! Everything a node tracks about the other members, in one place: the
-//! voters, the leader's per-follower [`Progress`], the votes of a campaign,
-//! and quorum activity for CheckQuorum. Quorum arithmetic lives in
-//! [`crate::quorum`]; this module decides whose numbers count.
+//! configuration (voters, learners, and the old voters during a joint
+//! change), the leader's per-member [`Progress`], the votes of a campaign,
+//! and quorum activity for CheckQuorum. Majority arithmetic lives in
+//! [`crate::quorum`]; this module decides whose numbers count, and counts a
+//! joint configuration as two majorities (§6).
 
 use std::collections::BTreeMap;
 
+use crate::conf::ConfState;
 use crate::progress::Progress;
-use crate::quorum::{committed_index, majority, tally, VoteResult};
+use crate::quorum::{committed_index, joint, tally_among, VoteResult};
 use crate::types::{Index, NodeId};
 
 /// The members as this node counts them.
@@ -14,9 +17,8 @@ use crate::types::{Index, NodeId};
 pub(crate) struct Tracker {
     /// This node.
     id: NodeId,
-    /// Every voter, this node included, sorted.
-    voters: Vec<NodeId>,
-    /// Leader only: one entry per other member.
+    conf: ConfState,
+    /// Leader only: one entry per other member, learners included.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Candidate and PreCandidate: replies so far (own vote included).
     votes: BTreeMap<NodeId, bool>,
@@ -25,39 +27,73 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// Tracks `voters` (which include `id`).
-    pub(crate) fn new(id: NodeId, voters: &[NodeId]) -> Self {
-        let mut voters = voters.to_vec();
-        voters.sort_unstable();
-        voters.dedup();
+    /// Tracks the members of `conf`.
+    pub(crate) fn new(id: NodeId, conf: ConfState) -> Self {
         Tracker {
             id,
-            scratch: Vec::with_capacity(voters.len()),
-            voters,
+            scratch: Vec::with_capacity(conf.voters.len()),
+            conf,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
         }
     }
 
-    /// Whether `id` is another member this node talks to.
-    pub(crate) fn is_peer(&self, id: NodeId) -> bool {
-        id != self.id && self.voters.binary_search(&id).is_ok()
+    /// Switches to `conf`. A leader starts tracking new members (probing
+    /// them from `next_index`) and stops tracking departed ones.
+    pub(crate) fn set_conf(&mut self, conf: ConfState, next_index: Index, leading: bool) {
+        self.conf = conf;
+        if leading {
+            let members = self.conf.members();
+            self.progress
+                .retain(|id, _| members.binary_search(id).is_ok());
+            for id in members {
+                if id != self.id {
+                    self.progress
+                        .entry(id)
+                        .or_insert_with(|| Progress::new(next_index));
+                }
+            }
+        }
     }
 
-    /// The other members, in id order.
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.voters.iter().copied().filter(move |&v| v != self.id)
+    /// Whether `id` votes in the configuration in force.
+    pub(crate) fn is_voter(&self, id: NodeId) -> bool {
+        self.conf.is_voter(id)
     }
 
-    /// Whether this node alone is a majority.
+    /// The other members (learners included), in id order.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let mut m = self.conf.members();
+        m.retain(|&p| p != self.id);
+        m
+    }
+
+    /// The other voters, in id order.
+    pub(crate) fn voter_peers(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self
+            .conf
+            .voters
+            .iter()
+            .chain(&self.conf.voters_outgoing)
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether this node alone is every majority.
     pub(crate) fn is_singleton(&self) -> bool {
-        self.voters == [self.id]
+        let alone = |vs: &[NodeId]| vs.is_empty() || vs == [self.id];
+        alone(&self.conf.voters) && alone(&self.conf.voters_outgoing) && self.conf.is_voter(self.id)
     }
 
     /// Figure 2, leaders: "reinitialize nextIndex and matchIndex" for every peer.
     pub(crate) fn reset_progress(&mut self, next_index: Index) {
         self.progress = self
             .peers()
+            .into_iter()
             .map(|p| (p, Progress::new(next_index)))
             .collect();
     }
@@ -68,10 +104,25 @@ impl Tracker {
     }
 
     /// Figure 2, leaders: the highest N that a majority of voters hold
-    /// (`matchIndex[i] ≥ N`), counting this leader's own log at `own`.
+    /// (`matchIndex[i] ≥ N`), counting this leader's own log at `own` if it
+    /// votes; in a joint configuration, a majority of each half (§6).
     pub(crate) fn committed(&mut self, own: Index) -> Index {
+        let incoming = self.half_committed(own, false);
+        let outgoing = self.half_committed(own, true);
+        incoming.min(outgoing)
+    }
+
+    fn half_committed(&mut self, own: Index, outgoing: bool) -> Index {
+        let voters = if outgoing {
+            &self.conf.voters_outgoing
+        } else {
+            &self.conf.voters
+        };
+        if voters.is_empty() {
+            return Index::MAX; // No second half: it does not constrain.
+        }
         self.scratch.clear();
-        for &v in &self.voters {
+        for &v in voters {
             let m = if v == self.id {
                 own
             } else {
@@ -95,25 +146,29 @@ impl Tracker {
 
     /// Records `from`'s answer; only the first answer of a voter counts.
     pub(crate) fn record_vote(&mut self, from: NodeId, granted: bool) {
-        if self.voters.binary_search(&from).is_ok() {
+        if self.conf.is_voter(from) {
             self.votes.entry(from).or_insert(granted);
         }
     }
 
-    /// Whether the votes so far win, lose or wait.
+    /// Whether the votes so far win, lose or wait (both halves when joint).
     pub(crate) fn tally(&self) -> VoteResult {
-        tally(&self.votes, self.voters.len())
+        joint(
+            tally_among(&self.votes, &self.conf.voters),
+            tally_among(&self.votes, &self.conf.voters_outgoing),
+        )
     }
 
-    /// Whether `acked` (a set of voters given by a predicate, this node
-    /// always included) is a majority.
+    /// Whether the voters for which `acked` holds (this node always
+    /// included) form a majority of each half of the configuration.
     pub(crate) fn is_quorum(&self, acked: impl Fn(NodeId) -> bool) -> bool {
-        let n = self
-            .voters
-            .iter()
-            .filter(|&&v| v == self.id || acked(v))
-            .count();
-        n >= majority(self.voters.len())
+        let half = |voters: &[NodeId]| {
+            voters.is_empty() || {
+                let n = voters.iter().filter(|&&v| v == self.id || acked(v)).count();
+                n >= crate::quorum::majority(voters.len())
+            }
+        };
+        half(&self.conf.voters) && half(&self.conf.voters_outgoing)
     }
 
     /// CheckQuorum (thesis §6.2): whether a majority was heard from since the
@@ -130,10 +185,15 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conf::ConfChange;
+
+    fn plain(voters: &[NodeId]) -> ConfState {
+        ConfState::new(voters)
+    }
 
     #[test]
     fn commit_counts_voters_and_the_leader_itself() {
-        let mut t = Tracker::new(1, &[1, 2, 3]);
+        let mut t = Tracker::new(1, plain(&[1, 2, 3]));
         t.reset_progress(1);
         assert_eq!(t.committed(5), 0);
         t.progress.get_mut(&2).unwrap().match_index = 4;
@@ -142,8 +202,43 @@ mod tests {
     }
 
     #[test]
+    fn learners_do_not_count_for_commit() {
+        let conf = plain(&[1, 2, 3]).apply(&ConfChange::AddLearner(4)).unwrap();
+        let mut t = Tracker::new(1, conf);
+        t.reset_progress(1);
+        t.progress.get_mut(&4).unwrap().match_index = 9;
+        assert_eq!(t.committed(9), 0, "node 4 is a learner");
+        assert!(!t.is_voter(4));
+        assert_eq!(t.peers(), [2, 3, 4]);
+        assert_eq!(t.voter_peers(), [2, 3]);
+    }
+
+    #[test]
+    fn joint_commit_needs_a_majority_of_both_halves() {
+        let conf = plain(&[1, 2, 3])
+            .apply(&ConfChange::Joint {
+                voters: vec![3, 4, 5],
+                learners: vec![],
+            })
+            .unwrap();
+        let mut t = Tracker::new(1, conf);
+        t.reset_progress(1);
+        for (id, m) in [(2, 7), (3, 7)] {
+            t.progress.get_mut(&id).unwrap().match_index = m;
+        }
+        assert_eq!(t.committed(7), 0, "the new half has only node 3");
+        t.progress.get_mut(&4).unwrap().match_index = 6;
+        assert_eq!(t.committed(7), 6);
+        // The leader (node 1) is not in C_new: it does not count there.
+        let mut r = Tracker::new(1, t.conf.apply(&ConfChange::LeaveJoint).unwrap());
+        r.reset_progress(1);
+        r.progress.get_mut(&3).unwrap().match_index = 5;
+        assert_eq!(r.committed(9), 0);
+    }
+
+    #[test]
     fn votes_from_strangers_and_repeats_do_not_count() {
-        let mut t = Tracker::new(1, &[1, 2, 3, 4, 5]);
+        let mut t = Tracker::new(1, plain(&[1, 2, 3, 4, 5]));
         t.reset_votes();
         t.record_vote(9, true);
         t.record_vote(2, true);
@@ -155,7 +250,7 @@ mod tests {
 
     #[test]
     fn quorum_activity_resets_each_round() {
-        let mut t = Tracker::new(1, &[1, 2, 3]);
+        let mut t = Tracker::new(1, plain(&[1, 2, 3]));
         t.reset_progress(1);
         assert!(
             t.quorum_active(),
@@ -164,5 +259,17 @@ mod tests {
         assert!(!t.quorum_active(), "nobody was heard from since");
         t.progress.get_mut(&3).unwrap().recent_active = true;
         assert!(t.quorum_active());
+    }
+
+    #[test]
+    fn new_members_get_progress_and_departed_ones_lose_it() {
+        let mut t = Tracker::new(1, plain(&[1, 2, 3]));
+        t.reset_progress(5);
+        let conf = t.conf.apply(&ConfChange::AddLearner(4)).unwrap();
+        t.set_conf(conf, 6, true);
+        assert_eq!(t.progress[&4].next_index, 6);
+        let conf = t.conf.apply(&ConfChange::Remove(2)).unwrap();
+        t.set_conf(conf, 6, true);
+        assert_eq!(t.progress.keys().copied().collect::<Vec<_>>(), [3, 4]);
     }
 }

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::conf::ConfState;
+
 /// A server's identity in the cluster. Zero is reserved as "nobody".
 pub type NodeId = u64;
 /// An election term (Figure 2: `currentTerm`). Terms only grow.
@@ -18,6 +20,9 @@ pub enum EntryKind {
     /// The empty entry a new leader appends when `Config::noop_on_election` is set (§8),
     /// so that it can commit entries of earlier terms and serve reads.
     Noop,
+    /// A membership change: its data is an encoded [`ConfEntry`](crate::ConfEntry).
+    /// It takes effect when appended (§6).
+    Config,
 }
 
 /// One log entry (Figure 2: "each entry contains command for state machine,
@@ -95,19 +100,25 @@ impl SnapshotMeta {
     }
 }
 
-/// A state machine image covering every entry up to `meta.index`.
+/// A state machine image covering every entry up to `meta.index`, with the
+/// configuration in force at that index (§7: "the last configuration as of
+/// lastIncludedIndex").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    pub conf: ConfState,
     pub data: Vec<u8>,
 }
 
 impl Snapshot {
     /// The image `data` through `index` (whose entry has `term`), with its
-    /// length and checksum filled in.
+    /// length and checksum filled in and no configuration (the node's
+    /// bootstrap voters stand in for it). [`Node::snapshot`](crate::Node::snapshot)
+    /// fills in the configuration itself.
     pub fn new(index: Index, term: Term, data: Vec<u8>) -> Self {
         Snapshot {
             meta: SnapshotMeta::of(index, term, &data),
+            conf: ConfState::default(),
             data,
         }
     }

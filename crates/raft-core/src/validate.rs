@@ -127,6 +127,7 @@ pub fn check(m: &Message) -> Result<(), Rejection> {
         },
         Body::InstallSnapshot {
             meta,
+            conf,
             offset,
             data,
             done,
@@ -134,6 +135,9 @@ pub fn check(m: &Message) -> Result<(), Rejection> {
             index_ok(meta.index)?;
             index_ok(meta.size)?;
             if meta.index == 0 || meta.term == 0 || meta.term > m.term {
+                return Err(Rejection::BadSnapshotMeta);
+            }
+            if !conf_ok(conf) {
                 return Err(Rejection::BadSnapshotMeta);
             }
             let end = offset.saturating_add(data.len() as u64);
@@ -151,8 +155,19 @@ pub fn check(m: &Message) -> Result<(), Rejection> {
         }
         Body::Heartbeat { commit, .. } => index_ok(*commit)?,
         Body::ReadIndexReply { index, .. } => index_ok(*index)?,
+        Body::TimeoutNow => {}
     }
     Ok(())
+}
+
+/// A configuration a snapshot may carry: strictly sorted lists without id
+/// 0, and voters (an empty one stands for "the bootstrap voters").
+fn conf_ok(conf: &crate::conf::ConfState) -> bool {
+    let sorted = |v: &[u64]| v.windows(2).all(|w| w[0] < w[1]) && v.first() != Some(&0);
+    sorted(&conf.voters)
+        && sorted(&conf.learners)
+        && sorted(&conf.voters_outgoing)
+        && (conf.voters_outgoing.is_empty() || !conf.voters.is_empty())
 }
 
 #[cfg(test)]
@@ -221,6 +236,7 @@ mod tests {
         let meta = SnapshotMeta::of(5, 2, b"0123456789");
         let chunk = |offset: u64, data: &[u8], done| Body::InstallSnapshot {
             meta,
+            conf: Default::default(),
             offset,
             data: data.to_vec(),
             done,

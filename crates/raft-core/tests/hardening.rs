@@ -38,6 +38,7 @@ fn chunk(from: NodeId, term: Term, meta: SnapshotMeta, data: &[u8], offset: u64)
         term,
         Body::InstallSnapshot {
             meta,
+            conf: Default::default(),
             offset,
             data: data.to_vec(),
             done: end == meta.size,
@@ -242,6 +243,7 @@ fn malformed_requests_get_no_reply_and_are_counted() {
     };
     let future_snapshot = Body::InstallSnapshot {
         meta: SnapshotMeta::of(3, 9, b"x"),
+        conf: Default::default(),
         offset: 0,
         data: b"x".to_vec(),
         done: true,

@@ -49,6 +49,7 @@ fn vote_req(from: u64, to: u64, term: u64, last_index: u64, last_term: u64) -> M
             last_log_index: last_index,
             last_log_term: last_term,
             pre_vote: false,
+            transfer: false,
         },
     )
 }
@@ -624,6 +625,7 @@ fn every_request_gets_exactly_one_reply_in_the_next_ready() {
                 last_log_index: 0,
                 last_log_term: 0,
                 pre_vote: true,
+                transfer: false,
             },
         ),
         vote_req(2, 1, 0, 0, 0),
@@ -636,6 +638,7 @@ fn every_request_gets_exactly_one_reply_in_the_next_ready() {
             1,
             Body::InstallSnapshot {
                 meta: SnapshotMeta::of(3, 1, &[1, 2]),
+                conf: Default::default(),
                 offset: 0,
                 data: vec![1],
                 done: false,

@@ -256,6 +256,7 @@ fn with_leases_a_restarted_node_ignores_votes_for_an_election_timeout() {
                 last_log_index: 0,
                 last_log_term: 0,
                 pre_vote: false,
+                transfer: false,
             },
         )
     };

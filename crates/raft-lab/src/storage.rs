@@ -38,8 +38,11 @@ impl LabStorage {
                     )
                     .into());
                 }
+                // The lab's clusters never change membership: the bootstrap
+                // voters are the configuration, so none is stored.
                 let snapshot = Snapshot {
                     meta: state.snapshot,
+                    conf: Default::default(),
                     data,
                 };
                 mem.apply_snapshot(&snapshot).map_err(DecodeError::from)?;

@@ -153,6 +153,7 @@ fn api_errors_are_typed_and_kill_is_final() {
             last_log_index: 0,
             last_log_term: 0,
             pre_vote: true,
+            transfer: false,
         },
     };
     assert_eq!(victim.handle(probe), None);

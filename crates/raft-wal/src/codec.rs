@@ -101,6 +101,7 @@ fn kind_byte(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::Normal => 0,
         EntryKind::Noop => 1,
+        EntryKind::Config => 2,
     }
 }
 
@@ -251,6 +252,7 @@ impl<'a> Decoder<'a> {
                 let kind = match d.u8()? {
                     0 => EntryKind::Normal,
                     1 => EntryKind::Noop,
+                    2 => EntryKind::Config,
                     _ => return Err("unknown entry kind"),
                 };
                 let len = d.u32()? as usize;

@@ -42,6 +42,8 @@ pub(crate) struct Recovered<Fi> {
     pub state: LogState,
     pub next_snap_seq: u64,
     pub report: RecoveryReport,
+    /// The configuration stored with the current snapshot.
+    pub snap_conf: raft_core::ConfState,
 }
 
 /// Files found in the directory, by kind.
@@ -157,7 +159,7 @@ pub(crate) fn recover<F: Vfs>(
     if let Some(index) = state.first_missing() {
         return Err(WalError::MissingEntries { index });
     }
-    snapfile::read(fs, dir, &state.snap)?;
+    let snap_conf = snapfile::read(fs, dir, &state.snap)?.conf;
 
     // Everything is consistent: now repair.
     let mut removed_any = false;
@@ -234,6 +236,7 @@ pub(crate) fn recover<F: Vfs>(
         state,
         next_snap_seq,
         report,
+        snap_conf,
     })
 }
 

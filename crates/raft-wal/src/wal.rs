@@ -73,6 +73,8 @@ pub struct Wal<F: Vfs = StdFs> {
     pub(crate) pending: Vec<u8>,
     pub(crate) cache: Cache,
     next_snap_seq: u64,
+    /// The configuration stored with the current snapshot.
+    snap_conf: raft_core::ConfState,
     /// Snapshot files replaced since the last sync, removed after it.
     replaced: Vec<u64>,
     poisoned: bool,
@@ -121,6 +123,7 @@ impl<F: Vfs> Wal<F> {
             pending: Vec::new(),
             cache: Cache::new(opts.cache_bytes),
             next_snap_seq: rec.next_snap_seq,
+            snap_conf: rec.snap_conf,
             replaced: Vec::new(),
             poisoned: false,
             report: rec.report,
@@ -239,6 +242,7 @@ impl<F: Vfs> Wal<F> {
         let r =
             snapfile::write(&self.fs, &self.dir, seq, snap, sync).map_err(|e| self.poison(e))?;
         codec::put_snapshot(&mut self.pending, &r, keep);
+        self.snap_conf = snap.conf.clone();
         let old = self.state.snap.seq;
         self.state
             .put_snapshot(r, keep)
@@ -376,6 +380,10 @@ impl<F: Vfs> raft_core::Storage for Wal<F> {
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
         Ok(snapfile::read(&self.fs, &self.dir, &self.state.snap)?)
+    }
+
+    fn snapshot_conf(&self) -> Result<raft_core::ConfState, StorageError> {
+        Ok(self.snap_conf.clone())
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {

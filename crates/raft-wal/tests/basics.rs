@@ -268,3 +268,29 @@ fn contract_violations_are_errors() {
     assert_eq!(wal.term(3).unwrap(), 1);
     assert!(matches!(wal.term(6), Err(StorageError::Unavailable(6))));
 }
+
+/// A snapshot keeps the configuration in force at its index (§7), across a
+/// restart, and says it without reading the snapshot's data.
+#[test]
+fn the_snapshot_configuration_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = raft_core::ConfState {
+        voters: vec![1, 2, 4],
+        learners: vec![5],
+        voters_outgoing: vec![],
+    };
+    {
+        let mut wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.append(&ents(1..6, 1, 8)).unwrap();
+        let mut s = snap(4, 1, 100);
+        s.conf = conf.clone();
+        wal.apply_snapshot(&s).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(wal.snapshot_conf().unwrap(), conf);
+    }
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(wal.snapshot_conf().unwrap(), conf);
+    let s = wal.snapshot().unwrap();
+    assert_eq!((s.meta.index, s.conf), (4, conf));
+    assert_eq!(s.data, snap(4, 1, 100).data);
+}
