@@ -23,7 +23,7 @@
 //! as in the lab; in raft-core messages server `i` is id `i + 1`
 //! ([`node_id`]).
 //!
-//! Features: `tokio` adds [`Spawner::tokio`] and makes tokio's mpsc senders
+//! Features: `tokio` adds `Spawner::tokio` and makes tokio's mpsc senders
 //! an [`ApplySink`]; `futures` does the same for futures' mpsc senders.
 //!
 //! ```

@@ -1,6 +1,7 @@
-//! The lab's Raft object: `make` and the handle it returns (`start`,
-//! `get_state`, `snapshot`, `kill`, `cond_install_snapshot`), plus the
-//! server-side `handle` that an RPC system calls for each request.
+//! The lab's Raft object: `make` (and `make_async`) and the handle it
+//! returns (`start`, `get_state`, `snapshot`, `kill`,
+//! `cond_install_snapshot`), plus the server side, `handle` and
+//! `handle_async`, that an RPC system calls for each request.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -116,7 +116,8 @@ fn own_term(m: &Message) -> Option<Term> {
     }
 }
 
-/// A FIFO of messages to one peer, at most `cap` long.
+/// A FIFO of messages to one peer. `shed` keeps at most `cap` waiting
+/// beyond those that callers on their way will take.
 #[derive(Debug)]
 pub(crate) struct PeerQueue {
     queue: VecDeque<Message>,

@@ -175,8 +175,9 @@ impl Peer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `msg`. Returns a new caller to start when the free callers are
-    /// fewer than the waiting messages and the cap allows another.
+    /// Queues `msg`, then sheds the oldest messages past the queue's bound.
+    /// Returns a new caller to start when the free callers are fewer than
+    /// the waiting messages and `max_calls` allows another.
     fn push(self: &Arc<Self>, msg: Message) -> Option<Caller> {
         let mut s = self.lock();
         s.queue.push(msg);
