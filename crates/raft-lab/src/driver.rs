@@ -1,12 +1,15 @@
 //! The driver: one thread per node that owns the raft-core `Node`, feeds it
-//! ticks (real time) and inputs from one channel, and after every input acts
-//! on each Ready as the core's contract says — persist, then send, then
-//! apply, then advance. It never waits on anything but its input channel.
+//! ticks (real time) and inputs from one channel, and acts on each Ready as
+//! the core's contract says — persist, then send, then apply, then advance.
+//! Inputs are batched: everything already waiting (up to a bound) is fed to
+//! the core before the next Ready, so one save and one message per peer
+//! carry many of them. It never waits on anything but its input channel.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use futures::channel::oneshot;
 use raft_core::{
     EntryKind, Error as CoreError, Index, Message, NodeId, Storage, StorageError, Term,
 };
@@ -21,10 +24,7 @@ use crate::transport::peer_index;
 /// Everything the driver reacts to.
 pub(crate) enum Input {
     /// A request from a peer; its reply goes back on `reply`.
-    Request {
-        msg: Message,
-        reply: Sender<Option<Message>>,
-    },
+    Request { msg: Message, reply: ReplyTo },
     /// The reply to one of this node's own calls.
     Reply(Message),
     /// `start(command)`.
@@ -42,10 +42,28 @@ pub(crate) enum Input {
     Kill,
 }
 
+/// Where the reply to a request goes: a thread blocked in `handle`, or a
+/// future in `handle_async`. Dropped unanswered, it tells the waiter "no
+/// reply" at once.
+pub(crate) enum ReplyTo {
+    Blocking(Sender<Option<Message>>),
+    Async(oneshot::Sender<Option<Message>>),
+}
+
+impl ReplyTo {
+    fn send(self, reply: Option<Message>) {
+        // The waiter may have given up (timeout, dropped future): fine.
+        match self {
+            ReplyTo::Blocking(tx) => drop(tx.send(reply)),
+            ReplyTo::Async(tx) => drop(tx.send(reply)),
+        }
+    }
+}
+
 /// A peer waiting in `handle` for the reply to its request.
 struct Caller {
     from: NodeId,
-    reply: Sender<Option<Message>>,
+    reply: ReplyTo,
 }
 
 /// A failure after which the node cannot keep the contract (the persister
@@ -84,19 +102,35 @@ pub(crate) struct Driver {
     pub apply: Sender<ApplyMsg>,
     pub shared: Arc<Shared>,
     pub tick: Duration,
+    /// Most inputs fed to the core before the next Ready.
+    pub max_batch: usize,
+}
+
+/// What a batch of inputs asks of the loop.
+enum Flow {
+    Go,
+    /// `kill()`: stop before the next Ready.
+    Stop,
 }
 
 impl Driver {
     /// The loop: one tick per `tick` of real time (never bursting to catch
-    /// up), otherwise the next input; then the Ready loop; then publish.
+    /// up) and whatever inputs are waiting; then the Ready loop; then publish.
     pub(crate) fn run(mut self) {
         let _stopped = StoppedGuard(self.shared.clone());
         let mut next_tick = Instant::now() + self.tick;
         let mut published = NodeStatus::default();
         while !self.shared.is_killed() {
             let now = Instant::now();
-            let input = if now >= next_tick {
-                None
+            let mut callers = Vec::new();
+            let mut batch = Ok(Flow::Go);
+            let first = if now >= next_tick {
+                next_tick += self.tick;
+                if next_tick <= now {
+                    next_tick = now + self.tick;
+                }
+                batch = self.node.tick().map(|()| Flow::Go).map_err(Fatal::from);
+                self.input.try_recv().ok()
             } else {
                 match self.input.recv_timeout(next_tick - now) {
                     Ok(input) => Some(input),
@@ -104,18 +138,15 @@ impl Driver {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            let caller = match input {
-                Some(Input::Kill) => break,
-                Some(input) => self.on_input(input),
-                None => {
-                    next_tick += self.tick;
-                    if next_tick <= now {
-                        next_tick = now + self.tick;
-                    }
-                    self.node.tick().map(|()| None).map_err(Fatal::from)
-                }
+            if let (Ok(_), Some(first)) = (&batch, first) {
+                batch = self.take_batch(first, &mut callers);
+            }
+            let result = match batch {
+                Ok(Flow::Stop) => break,
+                Ok(Flow::Go) => self.run_ready(callers),
+                Err(e) => Err(e),
             };
-            if let Err(Fatal(why)) = caller.and_then(|c| self.run_ready(c)) {
+            if let Err(Fatal(why)) = result {
                 tracing::error!(node = self.node.id(), %why, "raft-lab node stops");
                 self.shared.fail(why);
                 break;
@@ -126,6 +157,27 @@ impl Driver {
                 published = status;
             }
         }
+    }
+
+    /// Feeds `first` and then whatever else is already waiting, up to
+    /// `max_batch` inputs; the callers of requests among them wait in
+    /// `callers` for the replies the next Readies hold.
+    fn take_batch(&mut self, first: Input, callers: &mut Vec<Caller>) -> Result<Flow, Fatal> {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(input) = next.take() {
+            if let Input::Kill = input {
+                return Ok(Flow::Stop);
+            }
+            if let Some(caller) = self.on_input(input)? {
+                callers.push(caller);
+            }
+            taken += 1;
+            if taken < self.max_batch {
+                next = self.input.try_recv().ok();
+            }
+        }
+        Ok(Flow::Go)
     }
 
     /// Feeds one input to the core. A request returns its caller, who waits
@@ -187,10 +239,10 @@ impl Driver {
         }
     }
 
-    /// The Ready loop (the core's contract): persist, then send — a reply
-    /// for the waiting caller goes straight back to it — then queue the
-    /// committed entries for the applier, then advance.
-    fn run_ready(&mut self, mut caller: Option<Caller>) -> Result<(), Fatal> {
+    /// The Ready loop (the core's contract): persist, then send — a reply to
+    /// a peer with a request waiting goes straight back to that caller —
+    /// then queue the committed entries for the applier, then advance.
+    fn run_ready(&mut self, mut callers: Vec<Caller>) -> Result<(), Fatal> {
         while self.node.has_ready() {
             let rd = self.node.ready()?;
             raft_core::persist(self.node.storage_mut(), &rd)?;
@@ -201,17 +253,17 @@ impl Driver {
                 self.node.storage_mut().sync()?;
             }
             for msg in rd.messages {
-                let for_caller = caller
-                    .as_ref()
-                    .is_some_and(|c| c.from == msg.to && msg.body.is_reply());
-                match caller.take() {
-                    Some(c) if for_caller => {
-                        let _ = c.reply.send(Some(msg));
-                    }
-                    other => {
-                        caller = other;
-                        self.senders.send(msg);
-                    }
+                // Replies are matched by term and content, not to a request
+                // (Figure 2 RPCs carry no id): any caller from that peer will
+                // do, the oldest first.
+                let waiting = msg
+                    .body
+                    .is_reply()
+                    .then(|| callers.iter().position(|c| c.from == msg.to))
+                    .flatten();
+                match waiting {
+                    Some(at) => callers.remove(at).reply.send(Some(msg)),
+                    None => self.senders.send(msg),
                 }
             }
             if let Some(s) = rd.snapshot {
@@ -232,9 +284,10 @@ impl Driver {
             }
             self.node.advance();
         }
-        // A caller still here gets no reply (a vote request ignored under a
-        // leader lease): dropping its sender tells it at once.
-        drop(caller);
+        // Callers still here get no reply (a vote request ignored under a
+        // leader lease, or a request the core drops): dropping their reply
+        // slots tells them at once.
+        drop(callers);
         Ok(())
     }
 

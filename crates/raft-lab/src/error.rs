@@ -39,13 +39,22 @@ pub enum DecodeError {
     /// The bytes do not start with this crate's header.
     #[error("missing the raft-lab header (not written by this crate?)")]
     BadMagic,
-    /// Written by a newer or older, incompatible encoding.
-    #[error("unsupported encoding version {0}")]
-    Version(u8),
-    /// bincode could not decode the body (truncated or garbled).
+    /// Written in another format version: 1 is the bincode format of
+    /// earlier raft-lab releases, which this one no longer reads (bincode is
+    /// unmaintained, RUSTSEC-2025-0141); start from a fresh persister.
+    #[error(
+        "raft state is in format version {found}, this raft-lab reads only version {supported}{}",
+        if *.found == 1 { " (version 1 is the old bincode format)" } else { "" }
+    )]
+    Version { found: u8, supported: u8 },
+    /// postcard could not decode the body (truncated or garbled).
     #[error("undecodable body: {0}")]
-    Body(#[from] bincode::Error),
-    /// Decoded, but the log breaks an invariant (gap, term going down, ...).
+    Body(#[from] postcard::Error),
+    /// The body decoded but bytes were left over after it.
+    #[error("{0} bytes left over after the raft state")]
+    Trailing(usize),
+    /// Decoded, but the log breaks an invariant (a term going down, a commit
+    /// index past the end, indices past `u64::MAX`).
     #[error("inconsistent log: {0}")]
     Inconsistent(String),
     /// Rebuilding the in-memory log failed.

@@ -5,19 +5,29 @@
 //! threads and real time (a tick every 10 ms, heartbeats every 100 ms).
 //!
 //! Each node runs one driver thread that owns the `raft_core::Node` and keeps
-//! its contract (persist, then send, then apply); a few sender threads per
-//! peer make the blocking [`Transport::call`]s; an applier thread feeds the
-//! apply channel, so a slow reader never stalls the node. `start`,
+//! its contract (persist, then send, then apply), taking every input already
+//! waiting before each Ready so that one save and one message per peer carry
+//! many of them. Every call to a peer runs on a caller of its own — a thread
+//! for a blocking [`Transport`], a task on your executor for an
+//! [`AsyncTransport`] — so a call that hangs for seconds, as the lab's RPC
+//! layer makes lost calls do, holds back no other message. An applier thread
+//! feeds the apply channel, so a slow reader never stalls the node. `start`,
 //! `get_state` and `kill` return at once.
 //!
 //! Plug in your own RPC system by implementing [`Transport`] (client side:
-//! one call, one reply) and calling [`Node::handle`] from your server;
-//! [`ChannelNetwork`] is an in-process implementation with a disconnect
-//! switch, used by the tests. Peers are indexed `0..n` as in the lab; in
-//! raft-core messages server `i` is id `i + 1` ([`node_id`]).
+//! one call, one reply) and calling [`Node::handle`] from your server, or
+//! [`AsyncTransport`] with [`make_async`] and [`Node::handle_async`] for an
+//! async one; [`ChannelNetwork`] is an in-process implementation with the
+//! lab network's faults (disconnects, lost and delayed messages, long
+//! reordering, slow failures), used by the tests. Peers are indexed `0..n`
+//! as in the lab; in raft-core messages server `i` is id `i + 1`
+//! ([`node_id`]).
+//!
+//! Features: `tokio` adds `Spawner::tokio` and makes tokio's mpsc senders
+//! an [`ApplySink`]; `futures` does the same for futures' mpsc senders.
 //!
 //! ```
-//! use std::sync::{mpsc, Arc};
+//! use std::sync::mpsc;
 //! use std::time::{Duration, Instant};
 //! use raft_lab::{make, ApplyMsg, ChannelNetwork, MemPersister};
 //!
@@ -25,7 +35,7 @@
 //! let (mut nodes, mut apply_rx) = (Vec::new(), Vec::new());
 //! for me in 0..3 {
 //!     let (apply_tx, rx) = mpsc::channel();
-//!     let node = make(net.ends(me), me, Arc::new(MemPersister::new()), apply_tx)?;
+//!     let node = make(net.ends(me), me, MemPersister::new(), apply_tx)?;
 //!     net.register(me, node.clone()); // the network delivers calls to node.handle
 //!     nodes.push(node);
 //!     apply_rx.push(rx);
@@ -56,21 +66,25 @@ mod apply;
 mod codec;
 mod driver;
 mod error;
+mod faults;
 mod network;
 mod node;
 mod persister;
+mod queue;
 mod sender;
 mod shared;
+mod spawn;
 mod storage;
 mod transport;
 
 pub use apply::{ApplyMsg, ApplySink};
 pub use error::{DecodeError, MakeError, SnapshotError, StartError};
 pub use network::ChannelNetwork;
-pub use node::{make, make_with, Node, Options};
+pub use node::{make, make_async, make_with, Node, Options};
 pub use persister::{MemPersister, Persister};
 pub use shared::NodeStatus;
-pub use transport::{node_id, peer_index, Handler, Transport};
+pub use spawn::Spawner;
+pub use transport::{node_id, peer_index, AsyncTransport, Handler, Transport};
 
 /// The raft-core types that [`Transport`] carries and the API speaks in.
-pub use raft_core::{Body, Index, Message, NodeId, Term};
+pub use raft_core::{AppendReply, Body, Entry, Index, Message, NodeId, SnapshotMeta, Term};

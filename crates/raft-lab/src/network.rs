@@ -1,20 +1,24 @@
-//! An in-process network for tests (the lab's `labrpc`, reduced): each call
-//! goes straight to the target's [`Handler`] — into its node's input channel
-//! — and back, with a switch to cut a server off, optional delays, and RPC
-//! counters.
+//! An in-process network for tests (the lab's `labrpc`): each call goes
+//! straight to the target's [`Handler`] — into its node's input channel —
+//! and back, with a switch to cut a server off, the lab's faults (lost and
+//! delayed messages, long reordering, lost calls that fail only after
+//! seconds), extra delays, and RPC counters.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use raft_core::Message;
 
+use crate::faults::Faults;
 use crate::transport::{Handler, Transport};
 
-/// How long a call to or from a disconnected server takes to fail.
-const FAIL_AFTER: Duration = Duration::from_millis(20);
-
 /// A network of `n` servers, indexed like `peers`. All connected at first,
-/// none registered. Clones share the same network.
+/// none registered, reliable, and a lost call (to or from a disconnected or
+/// unregistered server) fails within 20 ms. Clones share the same network.
+///
+/// Each call runs on the caller's thread: a delay or a slow failure blocks
+/// that call, and only that call, which is what the lab's network does to
+/// catch a Raft that waits on its RPCs.
 #[derive(Clone)]
 pub struct ChannelNetwork {
     net: Arc<Net>,
@@ -27,6 +31,7 @@ struct Net {
 struct NetState {
     servers: Vec<Option<Arc<dyn Handler>>>,
     connected: Vec<bool>,
+    faults: Faults,
     /// Added before every request is delivered.
     delay: Duration,
     /// Per caller: how long the replies to its calls take to come back.
@@ -37,6 +42,9 @@ struct NetState {
     held_now: usize,
     /// Held-back replies handed to their caller in the end.
     held_delivered: u64,
+    /// Calls waiting out a failure delay right now, and the most at once.
+    failing_now: usize,
+    failing_peak: usize,
 }
 
 impl ChannelNetwork {
@@ -47,11 +55,14 @@ impl ChannelNetwork {
                 state: Mutex::new(NetState {
                     servers: vec![None; n],
                     connected: vec![true; n],
+                    faults: Faults::default(),
                     delay: Duration::ZERO,
                     reply_delay: vec![Duration::ZERO; n],
                     calls: vec![vec![0; n]; n],
                     held_now: 0,
                     held_delivered: 0,
+                    failing_now: 0,
+                    failing_peak: 0,
                 }),
             }),
         }
@@ -96,8 +107,8 @@ impl ChannelNetwork {
         self.set_connected(i, true);
     }
 
-    /// Cuts server `i` off: its calls and calls to it fail after a short
-    /// delay, and a reply to a call in flight is lost.
+    /// Cuts server `i` off: its calls and calls to it fail (after the
+    /// failure delay), and a reply to a call in flight is lost.
     pub fn disconnect(&self, i: usize) {
         self.set_connected(i, false);
     }
@@ -111,6 +122,42 @@ impl ChannelNetwork {
     /// Whether server `i` is connected.
     pub fn is_connected(&self, i: usize) -> bool {
         self.lock().connected.get(i).copied().unwrap_or(false)
+    }
+
+    /// The lab's unreliable network (`setunreliable`): every request waits
+    /// a random 0–26 ms, then requests and replies are each lost with
+    /// probability 0.1; a lost one fails after the failure delay.
+    pub fn set_unreliable(&self, on: bool) {
+        self.lock().faults.unreliable = on;
+    }
+
+    /// The lab's long reordering: two thirds of the replies are held back
+    /// 200–2,200 ms (mostly near the short end), so they arrive out of
+    /// order and often into later terms.
+    pub fn set_long_reordering(&self, on: bool) {
+        self.lock().faults.long_reordering = on;
+    }
+
+    /// A lost call — a lost request or reply, a call to or from a
+    /// disconnected server, or to one not registered — reports failure
+    /// (`None`) after a random delay up to `max`. The lab uses up to 7 s
+    /// ([`LONG_DELAYS`](Self::LONG_DELAYS)) to catch a Raft that sends its
+    /// RPCs synchronously; the default is 20 ms.
+    pub fn set_failure_delay(&self, max: Duration) {
+        self.lock().faults.failure_delay = max;
+    }
+
+    /// labrpc's `LongDelays`: lost calls fail after up to 7 s.
+    pub const LONG_DELAYS: Duration = Duration::from_secs(7);
+
+    /// Calls waiting out a failure delay right now.
+    pub fn failing_calls(&self) -> usize {
+        self.lock().failing_now
+    }
+
+    /// The most calls that were waiting out a failure delay at once.
+    pub fn peak_failing_calls(&self) -> usize {
+        self.lock().failing_peak
     }
 
     /// Delays every request by `d` before delivery.
@@ -175,10 +222,25 @@ struct End {
     to: usize,
 }
 
+impl End {
+    /// A lost call: report failure only after the failure delay.
+    fn fail(&self, faults: &Faults) -> Option<Message> {
+        let after = faults.failure_after();
+        {
+            let mut s = self.net.lock();
+            s.failing_now += 1;
+            s.failing_peak = s.failing_peak.max(s.failing_now);
+        }
+        std::thread::sleep(after);
+        self.net.lock().failing_now -= 1;
+        None
+    }
+}
+
 impl Transport for End {
     fn call(&self, msg: Message) -> Option<Message> {
         // Look up under the lock, then deliver without it.
-        let (target, delay) = {
+        let (target, faults, delay) = {
             let mut s = self.net.lock();
             if let Some(c) = s
                 .calls
@@ -191,36 +253,48 @@ impl Transport for End {
                 true => s.servers.get(self.to).cloned().flatten(),
                 false => None,
             };
-            (target, s.delay)
+            (target, s.faults, s.delay)
         };
         let Some(target) = target else {
-            std::thread::sleep(FAIL_AFTER);
-            return None;
+            return self.fail(&faults);
         };
+        if let Some(d) = faults.short_delay() {
+            std::thread::sleep(d);
+        }
+        if faults.lose() {
+            return self.fail(&faults);
+        }
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
-        let reply = target.handle(msg);
+        // The handler's `None` (no reply, or a stopped server) comes back at once.
+        let reply = target.handle(msg)?;
+        // labrpc loses the reply if either side is cut off by now.
+        let (linked, faults) = {
+            let s = self.net.lock();
+            (Net::linked(&s, self.from, self.to), s.faults)
+        };
+        if !linked || faults.lose() {
+            return self.fail(&faults);
+        }
+        if let Some(d) = faults.reorder_delay() {
+            std::thread::sleep(d);
+        }
         let hold = {
             let mut s = self.net.lock();
             let d = s.reply_delay.get(self.from).copied().unwrap_or_default();
-            let hold = (reply.is_some() && !d.is_zero()).then_some(d);
+            let hold = (!d.is_zero()).then_some(d);
             s.held_now += usize::from(hold.is_some());
             hold
         };
-        if let Some(d) = hold {
-            std::thread::sleep(d);
-        }
-        // labrpc drops the reply if either side is cut off by now.
-        let linked = {
-            let mut s = self.net.lock();
-            let linked = Net::linked(&s, self.from, self.to);
-            if hold.is_some() {
-                s.held_now -= 1;
-                s.held_delivered += u64::from(linked);
-            }
-            linked
+        let Some(d) = hold else {
+            return Some(reply);
         };
-        reply.filter(|_| linked)
+        std::thread::sleep(d);
+        let mut s = self.net.lock();
+        let linked = Net::linked(&s, self.from, self.to);
+        s.held_now -= 1;
+        s.held_delivered += u64::from(linked);
+        linked.then_some(reply)
     }
 }

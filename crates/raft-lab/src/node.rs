@@ -1,22 +1,26 @@
-//! The lab's Raft object: `make` and the handle it returns (`start`,
-//! `get_state`, `snapshot`, `kill`, `cond_install_snapshot`), plus the
-//! server-side `handle` that an RPC system calls for each request.
+//! The lab's Raft object: `make` (and `make_async`) and the handle it
+//! returns (`start`, `get_state`, `snapshot`, `kill`,
+//! `cond_install_snapshot`), plus the server side, `handle` and
+//! `handle_async`, that an RPC system calls for each request.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use futures::channel::oneshot;
 use raft_core::{Config, Index, Message, Storage, Term};
 
 use crate::apply::{spawn_applier, ApplyMsg, ApplySink};
-use crate::driver::{Driver, Input};
+use crate::driver::{Driver, Input, ReplyTo};
 use crate::error::{MakeError, SnapshotError, StartError};
 use crate::persister::Persister;
-use crate::sender::{SenderLimits, Senders};
+use crate::sender::{Ends, SenderLimits, Senders};
 use crate::shared::{NodeStatus, Shared};
+use crate::spawn::Spawner;
 use crate::storage::LabStorage;
-use crate::transport::{node_id, Handler, Transport};
+use crate::transport::{node_id, AsyncTransport, Handler, Transport};
 
 /// Timing and limits. The defaults meet the lab's rules: a tick every 10 ms,
 /// elections after 300–600 ms of silence, heartbeats every 100 ms (at most
@@ -34,10 +38,19 @@ pub struct Options {
     /// Leader steps down without a live majority; followers in touch with a
     /// leader ignore vote requests (thesis §6.2, §4.2.3).
     pub check_quorum: bool,
-    /// Calls that may be outstanding at once to one peer.
-    pub calls_per_peer: usize,
-    /// Messages that may wait for a free caller per peer; more are dropped.
+    /// Calls that may be outstanding at once to one peer: a safety valve
+    /// only. Each call runs on a thread (or task) of its own, so calls that
+    /// hang for seconds hold back nothing until this many are hanging.
+    pub max_calls_per_peer: usize,
+    /// Messages that may wait per peer once `max_calls_per_peer` calls are
+    /// outstanding. A new message first drops the queued ones it supersedes
+    /// (an older term's, an older round's, a heartbeat it replaces, entries
+    /// it carries too); past this bound the oldest go. The newest never does.
     pub queue_per_peer: usize,
+    /// Most inputs (peer messages, replies, `start`s) the driver feeds the
+    /// core before it asks for the next Ready: one save and one message per
+    /// peer then carry all of them.
+    pub max_batch: usize,
     /// How long `start`, `snapshot` and `handle` wait for the driver. It
     /// answers at once unless the persister is very slow.
     pub driver_timeout: Duration,
@@ -53,8 +66,9 @@ impl Default for Options {
             heartbeat_ticks: 10,
             pre_vote: true,
             check_quorum: true,
-            calls_per_peer: 4,
-            queue_per_peer: 32,
+            max_calls_per_peer: 1024,
+            queue_per_peer: 64,
+            max_batch: 256,
             driver_timeout: Duration::from_secs(1),
             seed: None,
         }
@@ -89,20 +103,53 @@ impl Drop for Inner {
 /// default [`Options`]. `peers[i]` reaches server `i` (`peers[me]` is never
 /// used). State saved in `persister` is recovered first; committed commands
 /// (and a snapshot, if one is saved) go to `apply_tx` as [`ApplyMsg`]s.
-pub fn make<A: ApplySink>(
+pub fn make<A: ApplySink, P: Persister + 'static>(
     peers: Vec<Arc<dyn Transport>>,
     me: usize,
-    persister: Arc<dyn Persister>,
+    persister: P,
     apply_tx: A,
 ) -> Result<Node, MakeError> {
     make_with(peers, me, persister, apply_tx, &Options::default())
 }
 
 /// [`make`] with explicit [`Options`].
-pub fn make_with<A: ApplySink>(
+pub fn make_with<A: ApplySink, P: Persister + 'static>(
     peers: Vec<Arc<dyn Transport>>,
     me: usize,
-    persister: Arc<dyn Persister>,
+    persister: P,
+    apply_tx: A,
+    options: &Options,
+) -> Result<Node, MakeError> {
+    start_node(
+        Ends::Blocking(peers),
+        me,
+        Box::new(persister),
+        apply_tx,
+        options,
+    )
+}
+
+/// [`make_with`] over an async RPC client: every call to a peer is a task
+/// started with `spawner` on your executor (a tokio runtime, a futures
+/// `ThreadPool`, ...). The node's driver and applier are still two threads
+/// of its own, so nothing here blocks the executor; serve requests with
+/// [`Node::handle_async`].
+pub fn make_async<A: ApplySink, P: Persister + 'static>(
+    peers: Vec<Arc<dyn AsyncTransport>>,
+    me: usize,
+    persister: P,
+    apply_tx: A,
+    spawner: Spawner,
+    options: &Options,
+) -> Result<Node, MakeError> {
+    let ends = Ends::Async(peers, spawner);
+    start_node(ends, me, Box::new(persister), apply_tx, options)
+}
+
+fn start_node<A: ApplySink>(
+    peers: Ends,
+    me: usize,
+    persister: Box<dyn Persister>,
     apply_tx: A,
     options: &Options,
 ) -> Result<Node, MakeError> {
@@ -114,6 +161,11 @@ pub fn make_with<A: ApplySink>(
     }
     if options.tick.is_zero() {
         return Err(MakeError::Options("tick must be longer than zero"));
+    }
+    if options.max_calls_per_peer == 0 || options.queue_per_peer == 0 || options.max_batch == 0 {
+        return Err(MakeError::Options(
+            "max_calls_per_peer, queue_per_peer and max_batch must be at least 1",
+        ));
     }
     let mut cfg = Config::new(node_id(me), (0..peers.len()).map(node_id).collect());
     cfg.election_tick = options.election_ticks;
@@ -146,13 +198,10 @@ pub fn make_with<A: ApplySink>(
     }
     let (input_tx, input_rx) = crossbeam_channel::unbounded();
     let limits = SenderLimits {
-        workers: options.calls_per_peer,
+        max_calls: options.max_calls_per_peer,
         queue: options.queue_per_peer,
     };
-    let senders = Senders::spawn(me, &peers, limits, &input_tx, &shared).map_err(|e| {
-        shared.kill();
-        MakeError::Spawn(e)
-    })?;
+    let senders = Senders::new(me, &peers, limits, &input_tx, &shared);
     let driver = Driver {
         node,
         input: input_rx,
@@ -160,6 +209,7 @@ pub fn make_with<A: ApplySink>(
         apply,
         shared: Arc::clone(&shared),
         tick: options.tick,
+        max_batch: options.max_batch,
     };
     let handle = std::thread::Builder::new()
         .name(format!("raft-lab-{me}-driver"))
@@ -283,9 +333,31 @@ impl Node {
         if self.is_killed() {
             return None;
         }
-        self.ask(|reply| Input::Request { msg, reply })
-            .ok()
-            .flatten()
+        self.ask(|reply| Input::Request {
+            msg,
+            reply: ReplyTo::Blocking(reply),
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// [`handle`](Node::handle) for an async RPC server: the request is
+    /// queued for the driver now, and the returned future resolves to its
+    /// reply without blocking a thread (it awaits a oneshot channel). It
+    /// needs no particular executor and borrows nothing from `self`. There
+    /// is no timeout: the driver answers at once, unless the persister is
+    /// very slow, and a stopped node resolves to `None`.
+    pub fn handle_async(
+        &self,
+        msg: Message,
+    ) -> impl Future<Output = Option<Message>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        if !self.is_killed() {
+            let reply = ReplyTo::Async(tx);
+            // If the driver is gone the input (and `tx`) is dropped: `None`.
+            let _ = self.inner.input.send(Input::Request { msg, reply });
+        }
+        async move { rx.await.ok().flatten() }
     }
 
     /// Sends the driver an input carrying a reply channel and waits for the

@@ -10,7 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// `persist()`/`readPersist()` bytes); `snapshot` is the application's own
 /// bytes given to [`Node::snapshot`](crate::Node::snapshot) or received from
 /// a leader. Implement it over a file, a database or memory.
-pub trait Persister: Send + Sync {
+///
+/// Only `Send` is required: the node hands its persister to its driver
+/// thread, the only one that ever calls it, so a persister with a `RefCell`
+/// or a plain file inside is fine. To keep a handle of your own (to look at
+/// the sizes, or to restart a server over the same state), pass a clone that
+/// shares the storage, as [`MemPersister`] does, or an `Arc<P>` of a `Sync` one.
+pub trait Persister: Send {
     /// Replaces the raft state and, when `snapshot` is `Some`, the snapshot,
     /// both at once (the lab's `Save`). `None` keeps the stored snapshot,
     /// which saves copying it on every save. Must be durable when it returns:
@@ -25,6 +31,43 @@ pub trait Persister: Send + Sync {
     fn raft_state_size(&self) -> usize;
     /// Size of the snapshot in bytes.
     fn snapshot_size(&self) -> usize;
+}
+
+/// A shared persister: the node and the caller both hold it.
+impl<P: Persister + Sync + ?Sized> Persister for Arc<P> {
+    fn save(&self, raft_state: &[u8], snapshot: Option<&[u8]>) -> io::Result<()> {
+        (**self).save(raft_state, snapshot)
+    }
+    fn read_raft_state(&self) -> io::Result<Vec<u8>> {
+        (**self).read_raft_state()
+    }
+    fn read_snapshot(&self) -> io::Result<Vec<u8>> {
+        (**self).read_snapshot()
+    }
+    fn raft_state_size(&self) -> usize {
+        (**self).raft_state_size()
+    }
+    fn snapshot_size(&self) -> usize {
+        (**self).snapshot_size()
+    }
+}
+
+impl<P: Persister + ?Sized> Persister for Box<P> {
+    fn save(&self, raft_state: &[u8], snapshot: Option<&[u8]>) -> io::Result<()> {
+        (**self).save(raft_state, snapshot)
+    }
+    fn read_raft_state(&self) -> io::Result<Vec<u8>> {
+        (**self).read_raft_state()
+    }
+    fn read_snapshot(&self) -> io::Result<Vec<u8>> {
+        (**self).read_snapshot()
+    }
+    fn raft_state_size(&self) -> usize {
+        (**self).raft_state_size()
+    }
+    fn snapshot_size(&self) -> usize {
+        (**self).snapshot_size()
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -114,6 +157,43 @@ mod tests {
         assert_eq!(p.read_raft_state().unwrap(), b"s2");
         assert_eq!(p.read_snapshot().unwrap(), b"snap1");
         assert_eq!((p.raft_state_size(), p.snapshot_size()), (2, 5));
+    }
+
+    /// A persister that is `Send` but not `Sync` (a `RefCell` inside).
+    struct Cell(std::cell::RefCell<Vec<u8>>);
+
+    impl Persister for Cell {
+        fn save(&self, raft_state: &[u8], _: Option<&[u8]>) -> io::Result<()> {
+            *self.0.borrow_mut() = raft_state.to_vec();
+            Ok(())
+        }
+        fn read_raft_state(&self) -> io::Result<Vec<u8>> {
+            Ok(self.0.borrow().clone())
+        }
+        fn read_snapshot(&self) -> io::Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn raft_state_size(&self) -> usize {
+            self.0.borrow().len()
+        }
+        fn snapshot_size(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn send_only_persisters_are_accepted() {
+        fn boxed(p: impl Persister + 'static) -> Box<dyn Persister> {
+            Box::new(p)
+        }
+        let p = boxed(Cell(Default::default()));
+        p.save(b"x", None).unwrap();
+        let moved = std::thread::spawn(move || p.read_raft_state().unwrap());
+        assert_eq!(moved.join().unwrap(), b"x");
+        let shared: Arc<MemPersister> = Arc::new(MemPersister::new());
+        let p = boxed(Arc::clone(&shared));
+        p.save(b"y", Some(b"s")).unwrap();
+        assert_eq!(shared.read_raft_state().unwrap(), b"y");
     }
 
     #[test]

@@ -5,8 +5,6 @@
 //! Rewriting the whole log per Ready is what the lab's `persist()` does; an
 //! application that snapshots regularly keeps it short.
 
-use std::sync::Arc;
-
 use raft_core::{Entry, HardState, Index, MemStorage, Snapshot, Storage, StorageError, Term};
 
 use crate::codec;
@@ -16,7 +14,7 @@ use crate::persister::Persister;
 /// The node's durable state: in memory, mirrored to the persister on sync.
 pub(crate) struct LabStorage {
     mem: MemStorage,
-    persister: Arc<dyn Persister>,
+    persister: Box<dyn Persister>,
     /// Something changed since the last save.
     dirty: bool,
     /// A snapshot stored since the last save, to go out with the next one.
@@ -26,7 +24,7 @@ pub(crate) struct LabStorage {
 impl LabStorage {
     /// Recovers term, vote, log and snapshot from `persister` (empty for a
     /// fresh server); refuses corrupt state with a typed error.
-    pub(crate) fn open(persister: Arc<dyn Persister>) -> Result<Self, MakeError> {
+    pub(crate) fn open(persister: Box<dyn Persister>) -> Result<Self, MakeError> {
         let bytes = persister.read_raft_state().map_err(MakeError::Read)?;
         let mut mem = MemStorage::new();
         if let Some(state) = codec::decode(&bytes)? {
@@ -66,7 +64,8 @@ impl LabStorage {
         let entries = self
             .mem
             .entries(snap_index + 1, self.mem.last_index() + 1, u64::MAX)?;
-        let bytes = codec::encode(&hs, &meta, &entries).map_err(|e| StorageError::Backend(e))?;
+        let bytes =
+            codec::encode(&hs, &meta, &entries).map_err(|e| StorageError::Backend(Box::new(e)))?;
         self.persister
             .save(&bytes, self.new_snapshot.as_deref())
             .map_err(|e| StorageError::Backend(Box::new(e)))?;
@@ -137,7 +136,7 @@ mod tests {
     #[test]
     fn sync_saves_and_open_recovers() {
         let p = MemPersister::new();
-        let mut s = LabStorage::open(Arc::new(p.clone())).unwrap();
+        let mut s = LabStorage::open(Box::new(p.clone())).unwrap();
         let ents: Vec<Entry> = (1..=5)
             .map(|i| Entry::normal(i, 1, vec![i as u8]))
             .collect();
@@ -154,7 +153,7 @@ mod tests {
         s.sync().unwrap();
         assert_eq!(p.read_snapshot().unwrap(), b"app");
 
-        let r = LabStorage::open(Arc::new(p.clone())).unwrap();
+        let r = LabStorage::open(Box::new(p.clone())).unwrap();
         assert_eq!(r.hard_state().unwrap().commit, 4);
         assert_eq!((r.first_index(), r.last_index()), (4, 5));
         assert_eq!(r.snapshot().unwrap(), snap);
@@ -164,9 +163,9 @@ mod tests {
     #[test]
     fn corrupt_state_refuses_to_open() {
         let p = MemPersister::new();
-        p.overwrite_raft_state(b"RLAB\x01\xff\xff".to_vec());
+        p.overwrite_raft_state(b"RLAB\x02\xff\xff".to_vec());
         assert!(matches!(
-            LabStorage::open(Arc::new(p)),
+            LabStorage::open(Box::new(p)),
             Err(MakeError::Corrupt(_))
         ));
     }

@@ -1,7 +1,8 @@
 //! The two halves of an RPC system, as the node sees them: a client end that
-//! carries a request to one peer and brings back its reply, and the server
-//! side that answers requests.
+//! carries a request to one peer and brings back its reply (blocking or
+//! async), and the server side that answers requests.
 
+use futures::future::BoxFuture;
 use raft_core::{Message, NodeId};
 
 /// The client side of an RPC connection to one peer (the lab's
@@ -12,20 +13,34 @@ use raft_core::{Message, NodeId};
 /// [`Node::handle`](crate::Node::handle), and returns that call's result:
 /// `Some(reply)`, or `None` when there is none (lost request or reply,
 /// timeout, peer down, or the peer chose not to answer). Like the lab's
-/// `Call`, it may block for as long as the RPC system takes; the node calls
-/// it from its own sender threads, never while holding a lock, so a slow
-/// call delays nothing else. A reply arriving late is harmless.
+/// `Call`, it may block for as long as the RPC system takes — the lab's
+/// network reports a lost call only after seconds. The node makes every
+/// call on a thread of its own (threads are reused, never shared by two
+/// calls at once), never while holding a lock, so a slow call delays
+/// nothing else: up to [`Options::max_calls_per_peer`](crate::Options)
+/// calls may be outstanding to one peer. A reply arriving late is harmless.
 ///
-/// To use an async RPC client, block on it here: the sender threads are
-/// plain threads, outside any runtime, so `Handle::block_on` works there.
+/// With an async RPC client, implement [`AsyncTransport`] instead and make
+/// the node with [`make_async`](crate::make_async).
 pub trait Transport: Send + Sync {
     /// One round trip: deliver `msg` to `msg.to`, return its reply.
     fn call(&self, msg: Message) -> Option<Message>;
 }
 
+/// [`Transport`] for an async RPC client: `call` returns a future of the
+/// reply, which the node runs as a task of its own on the executor given to
+/// [`make_async`](crate::make_async). The same rules hold: `None` for no
+/// reply, any delay allowed, a pending call delays nothing else. The future
+/// must not block its thread (use your runtime's timers and sockets).
+pub trait AsyncTransport: Send + Sync {
+    /// One round trip: deliver `msg` to `msg.to`, resolve to its reply.
+    fn call(&self, msg: Message) -> BoxFuture<'static, Option<Message>>;
+}
+
 /// The server side: something that answers one request with its reply.
 /// [`Node`](crate::Node) implements it; an RPC server calls it for every
-/// request that arrives and sends the result back as the response.
+/// request that arrives and sends the result back as the response. An async
+/// server calls [`Node::handle_async`](crate::Node::handle_async) instead.
 pub trait Handler: Send + Sync {
     /// Handles one incoming message; `None` means "no reply".
     fn handle(&self, msg: Message) -> Option<Message>;

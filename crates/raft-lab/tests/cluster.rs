@@ -10,7 +10,7 @@ use common::{cmd, Cluster, Event, Setup};
 fn elects_one_leader_and_agrees() {
     let c = Cluster::new(3);
     let leader = c.check_one_leader();
-    let (term, _) = c.nodes[leader].get_state();
+    let (term, _) = c.node(leader).get_state();
     assert!(term >= 1);
     // Lab 2B: the first commands land at indices 1, 2, 3 on every server.
     for (k, x) in [101, 102, 103].into_iter().enumerate() {
@@ -18,8 +18,8 @@ fn elects_one_leader_and_agrees() {
     }
     // Followers agree on the term and on who leads.
     let leader = c.check_one_leader();
-    let term = c.nodes[leader].get_state().0;
-    for node in &c.nodes {
+    let term = c.node(leader).get_state().0;
+    for node in &c.nodes() {
         common::wait_for("followers to learn the leader", || {
             let s = node.status();
             s.term == term && s.leader == Some(leader)
@@ -38,10 +38,10 @@ fn leader_disconnect_then_rejoin() {
     let new = c.check_leader_where(|l| l != old);
     let index = c.one(&cmd(2), 2);
     // The cut-off leader may still accept commands; they must not commit.
-    let _ = c.nodes[old].start(cmd(999));
+    let _ = c.node(old).start(cmd(999));
     c.one(&cmd(3), 2);
     // PreVote keeps the cut-off server from raising its term.
-    assert!(c.nodes[new].get_state().0 > c.nodes[old].get_state().0);
+    assert!(c.node(new).get_state().0 > c.node(old).get_state().0);
 
     c.connect(old);
     let last = c.one(&cmd(4), 3);
@@ -75,7 +75,7 @@ fn snapshot_reaches_a_lagging_server() {
     }
     let leader = c.check_one_leader();
     common::wait_for("the leader to compact its log", || {
-        c.nodes[leader].status().snapshot_index >= 30
+        c.node(leader).status().snapshot_index >= 30
     });
 
     c.connect(lagging);
@@ -104,7 +104,7 @@ fn snapshot_reaches_a_lagging_server() {
 
 #[test]
 fn restart_from_persister_relearns_the_log() {
-    let mut c = Cluster::with(
+    let c = Cluster::with(
         3,
         Setup {
             snapshot_every: Some(5),
@@ -144,11 +144,31 @@ fn restart_from_persister_relearns_the_log() {
 }
 
 #[test]
-fn corrupt_persister_refuses_to_start() {
+fn corrupt_or_old_persister_state_refuses_to_start() {
+    use raft_lab::{DecodeError, MakeError, MemPersister};
     let net = raft_lab::ChannelNetwork::new(3);
-    let p = raft_lab::MemPersister::new();
-    p.overwrite_raft_state(b"RLAB\x01 definitely not bincode".to_vec());
-    let (tx, _rx) = std::sync::mpsc::channel();
-    let err = raft_lab::make(net.ends(0), 0, std::sync::Arc::new(p), tx).unwrap_err();
-    assert!(matches!(err, raft_lab::MakeError::Corrupt(_)), "{err}");
+    let try_make = |state: &[u8]| {
+        let p = MemPersister::new();
+        p.overwrite_raft_state(state.to_vec());
+        let (tx, _rx) = std::sync::mpsc::channel();
+        raft_lab::make(net.ends(0), 0, p, tx).unwrap_err()
+    };
+    // Written by an earlier raft-lab (format 1, bincode): refused by version.
+    let err = try_make(b"RLAB\x01\x03\x01\x02\x06\x04\x01\x00");
+    assert!(
+        matches!(
+            err,
+            MakeError::Corrupt(DecodeError::Version { found: 1, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bincode"), "{err}");
+    // Garbage after a current header, and bytes from somewhere else.
+    let err = try_make(b"RLAB\x02 definitely not postcard");
+    assert!(matches!(err, MakeError::Corrupt(_)), "{err}");
+    let err = try_make(b"{\"term\": 3}");
+    assert!(
+        matches!(err, MakeError::Corrupt(DecodeError::BadMagic)),
+        "{err}"
+    );
 }

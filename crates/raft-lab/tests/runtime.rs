@@ -17,14 +17,14 @@ fn idle_heartbeats_stay_within_ten_per_second() {
     // Measure one idle second; measure again if leadership moved meanwhile.
     for _ in 0..3 {
         let leader = c.check_one_leader();
-        let term = c.nodes[leader].get_state().0;
+        let term = c.node(leader).get_state().0;
         let sent = |p: usize| c.net.calls_between(leader, p);
         let before: Vec<u64> = (0..3).map(sent).collect();
         let total = c.net.total_rpcs();
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(1));
         let secs = t0.elapsed().as_secs_f64();
-        if c.nodes[leader].get_state() != (term, true) {
+        if c.node(leader).get_state() != (term, true) {
             continue;
         }
         let bound = 10.0 * secs + 2.0;
@@ -58,8 +58,8 @@ fn start_and_get_state_are_prompt_while_nobody_reads() {
     let mut last = 0;
     for x in 0..200 {
         let t = Instant::now();
-        let started = c.nodes[leader].start(cmd(x));
-        let (_, _) = c.nodes[(leader + 1) % 3].get_state();
+        let started = c.node(leader).start(cmd(x));
+        let (_, _) = c.node((leader + 1) % 3).get_state();
         worst = worst.max(t.elapsed());
         match started {
             Ok((index, _)) => last = index,
@@ -75,14 +75,14 @@ fn start_and_get_state_are_prompt_while_nobody_reads() {
     );
     // The log keeps committing although every apply channel is full.
     let leader = c.check_one_leader();
-    let (index, _) = c.nodes[leader].start(cmd(1000)).expect("leader accepts");
+    let (index, _) = c.node(leader).start(cmd(1000)).expect("leader accepts");
     assert!(index > last);
-    for node in &c.nodes {
+    for node in &c.nodes() {
         wait_for("commit while nobody reads", || {
             node.status().commit >= index
         });
     }
-    for node in &c.nodes {
+    for node in &c.nodes() {
         let t = Instant::now();
         node.kill();
         assert!(
@@ -98,12 +98,12 @@ fn replies_seconds_late_are_harmless() {
     let c = Cluster::new(3);
     let old = c.check_one_leader();
     c.one(&cmd(1), 3);
-    let old_term = c.nodes[old].get_state().0;
+    let old_term = c.node(old).get_state().0;
     // The leader's requests still arrive, but every reply to it comes 3 s
     // late: it loses its quorum (CheckQuorum) and another server takes over.
     c.net.set_reply_delay(old, Duration::from_secs(3));
     let new = c.check_leader_where(|l| l != old);
-    assert!(c.nodes[new].get_state().0 > old_term);
+    assert!(c.node(new).get_state().0 > old_term);
     for x in 2..=4 {
         c.one(&cmd(x), 3);
     }
@@ -122,20 +122,20 @@ fn api_errors_are_typed_and_kill_is_final() {
     let leader = c.check_one_leader();
     let follower = (leader + 1) % 3;
     wait_for("the follower to hear from the leader", || {
-        c.nodes[follower].status().leader == Some(leader)
+        c.node(follower).status().leader == Some(leader)
     });
     assert_eq!(
-        c.nodes[follower].start(cmd(1)),
+        c.node(follower).start(cmd(1)),
         Err(StartError::NotLeader {
             leader: Some(leader)
         })
     );
     assert!(matches!(
-        c.nodes[leader].snapshot(1000, vec![]),
+        c.node(leader).snapshot(1000, vec![]),
         Err(SnapshotError::BadIndex { index: 1000, .. })
     ));
 
-    let victim = &c.nodes[follower];
+    let victim = &c.node(follower);
     let t = Instant::now();
     victim.kill();
     victim.kill();

@@ -1,6 +1,8 @@
 //! A small real-time harness in the lab's vocabulary (`check_one_leader`,
 //! `one`, `n_committed`, crash/restart, connect/disconnect) over a
-//! `ChannelNetwork`. Every wait polls for a condition with a deadline.
+//! `ChannelNetwork`. Every wait polls for a condition with a deadline. As in
+//! the lab, a lost call fails only after up to 7 s (`LONG_DELAYS`), and the
+//! cluster may be shared by client threads (`&Cluster` is `Sync`).
 //!
 //! Each server's apply channel is read by a thread that plays the lab's
 //! checking state machine: commands must arrive in index order with no gap,
@@ -11,10 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use raft_lab::{make, ApplyMsg, ChannelNetwork, Index, MemPersister, Node, Term};
+use raft_lab::{make, ApplyMsg, ChannelNetwork, Index, MemPersister, Node, Persister, Term};
 
 /// How long anything in these tests may take to happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -45,24 +47,36 @@ pub struct Logs {
     pub errors: Vec<String>,
 }
 
-/// How the cluster's applications behave.
-#[derive(Clone, Copy, Debug, Default)]
+/// How the cluster's applications and network behave.
+#[derive(Clone, Copy, Debug)]
 pub struct Setup {
     /// Each server snapshots after applying an index divisible by this.
     pub snapshot_every: Option<u64>,
     /// Nobody reads the apply channels (rendezvous channels, never drained).
     pub unread: bool,
+    /// How long a lost call may take to fail (the lab's 7 s by default).
+    pub failure_delay: Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            snapshot_every: None,
+            unread: false,
+            failure_delay: ChannelNetwork::LONG_DELAYS,
+        }
+    }
 }
 
 pub struct Cluster {
     pub n: usize,
     pub net: ChannelNetwork,
-    pub nodes: Vec<Node>,
+    nodes: RwLock<Vec<Node>>,
     pub persisters: Vec<MemPersister>,
     pub logs: Arc<Mutex<Logs>>,
     setup: Setup,
     /// Apply receivers kept alive but never read (`Setup::unread`).
-    unread: Vec<Receiver<ApplyMsg>>,
+    unread: Mutex<Vec<Receiver<ApplyMsg>>>,
 }
 
 /// Polls `cond` until it holds; fails the test after `PATIENCE`.
@@ -88,20 +102,38 @@ impl Cluster {
             apps: (0..n).map(|_| App::default()).collect(),
             ..Logs::default()
         };
-        let mut c = Cluster {
+        let c = Cluster {
             n,
             net: ChannelNetwork::new(n),
-            nodes: Vec::new(),
+            nodes: RwLock::new(Vec::new()),
             persisters: (0..n).map(|_| MemPersister::new()).collect(),
             logs: Arc::new(Mutex::new(logs)),
             setup,
-            unread: Vec::new(),
+            unread: Mutex::new(Vec::new()),
         };
-        for i in 0..n {
-            let node = c.make(i);
-            c.nodes.push(node);
-        }
+        c.net.set_failure_delay(setup.failure_delay);
+        let nodes = (0..n).map(|i| c.make(i)).collect();
+        *c.nodes.write().unwrap() = nodes;
         c
+    }
+
+    /// Server `i` as it is now (a killed one until it is restarted).
+    pub fn node(&self, i: usize) -> Node {
+        self.nodes.read().unwrap()[i].clone()
+    }
+
+    /// Every server as it is now.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.nodes.read().unwrap().clone()
+    }
+
+    /// The largest raft state any server's persister holds (the lab's `LogSize`).
+    pub fn log_size(&self) -> usize {
+        self.persisters
+            .iter()
+            .map(|p| p.raft_state_size())
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn logs(&self) -> MutexGuard<'_, Logs> {
@@ -109,11 +141,11 @@ impl Cluster {
     }
 
     /// Makes server `i` over its persister and starts its application.
-    fn make(&mut self, i: usize) -> Node {
-        let persister = Arc::new(self.persisters[i].clone());
+    fn make(&self, i: usize) -> Node {
+        let persister = self.persisters[i].clone();
         let node = if self.setup.unread {
             let (tx, rx) = mpsc::sync_channel(0);
-            self.unread.push(rx);
+            self.unread.lock().unwrap().push(rx);
             make(self.net.ends(i), i, persister, tx).expect("make")
         } else {
             let (tx, rx) = mpsc::channel();
@@ -139,15 +171,19 @@ impl Cluster {
         node
     }
 
-    /// Kills server `i`; its persister keeps what it saved.
+    /// Kills server `i`; its persister keeps what it saved. Calls to it
+    /// fail as to a crashed server (after the failure delay) until `restart`.
     pub fn crash(&self, i: usize) {
-        self.nodes[i].kill();
+        self.net.unregister(i);
+        self.node(i).kill();
     }
 
-    /// Makes server `i` again from its persister (after `crash`).
-    pub fn restart(&mut self, i: usize) {
-        self.nodes[i].kill();
-        self.nodes[i] = self.make(i);
+    /// Makes server `i` again from its persister (after `crash`), with the
+    /// same connectivity as before.
+    pub fn restart(&self, i: usize) {
+        self.node(i).kill();
+        let node = self.make(i);
+        self.nodes.write().unwrap()[i] = node;
     }
 
     pub fn disconnect(&self, i: usize) {
@@ -176,7 +212,7 @@ impl Cluster {
         loop {
             let mut by_term: BTreeMap<Term, Vec<usize>> = BTreeMap::new();
             for i in (0..self.n).filter(|&i| self.net.is_connected(i)) {
-                let (term, leader) = self.nodes[i].get_state();
+                let (term, leader) = self.node(i).get_state();
                 if leader {
                     by_term.entry(term).or_default().push(i);
                 }
@@ -223,7 +259,7 @@ impl Cluster {
         while Instant::now() < deadline {
             let started = (0..self.n).map(|k| (next + k) % self.n).find_map(|i| {
                 let ok = self.net.is_connected(i);
-                ok.then(|| self.nodes[i].start(command.to_vec()).ok())
+                ok.then(|| self.node(i).start(command.to_vec()).ok())
                     .flatten()
             });
             next += 1;
@@ -258,7 +294,7 @@ impl Cluster {
 
     /// Kills everything and checks the applications saw nothing wrong.
     pub fn finish(self) {
-        for node in &self.nodes {
+        for node in self.nodes.read().unwrap().iter() {
             node.kill();
         }
         self.check_errors();
@@ -266,7 +302,7 @@ impl Cluster {
 }
 
 fn encode(state: &BTreeMap<Index, Vec<u8>>) -> Vec<u8> {
-    bincode::serialize(state).expect("encode snapshot")
+    postcard::to_allocvec(state).expect("encode snapshot")
 }
 
 /// The lab's checking applier: in-order, gap-free, agreeing commands; a
@@ -336,7 +372,7 @@ fn read_apply(
                         "server {i}: cond_install_snapshot({term}, {index}) refused"
                     ));
                 }
-                match bincode::deserialize::<BTreeMap<Index, Vec<u8>>>(&data) {
+                match postcard::from_bytes::<BTreeMap<Index, Vec<u8>>>(&data) {
                     Ok(state) if state.keys().copied().eq(1..=index) => {
                         for (k, c) in &state {
                             if logs.committed.get(k).is_some_and(|(_, first)| first != c) {
