@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use raft_core::{Entry, EntryKind, HardState, Index, NodeId, SnapshotMeta, Term};
+use raft_core::{Bytes, Entry, EntryKind, HardState, Index, NodeId, SnapshotMeta, Term};
 
 use crate::error::DecodeError;
 
@@ -17,11 +17,13 @@ const MAGIC: &[u8; 4] = b"RLAB";
 pub(crate) const VERSION: u8 = 2;
 
 /// Everything Figure 2 calls persistent state, plus the snapshot's
-/// `lastIncludedIndex`/`lastIncludedTerm` (§7).
+/// `lastIncludedIndex`/`lastIncludedTerm` (§7). The snapshot's length and
+/// checksum come from its bytes, which the persister keeps beside these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RaftState {
     pub hard_state: HardState,
-    pub snapshot: SnapshotMeta,
+    pub snapshot_index: Index,
+    pub snapshot_term: Term,
     pub entries: Vec<Entry>,
 }
 
@@ -50,6 +52,7 @@ struct StoredEntry<'a> {
 enum StoredKind {
     Normal,
     Noop,
+    Config,
 }
 
 impl From<EntryKind> for StoredKind {
@@ -57,6 +60,7 @@ impl From<EntryKind> for StoredKind {
         match k {
             EntryKind::Normal => StoredKind::Normal,
             EntryKind::Noop => StoredKind::Noop,
+            EntryKind::Config => StoredKind::Config,
         }
     }
 }
@@ -66,6 +70,7 @@ impl From<StoredKind> for EntryKind {
         match k {
             StoredKind::Normal => EntryKind::Normal,
             StoredKind::Noop => EntryKind::Noop,
+            StoredKind::Config => EntryKind::Config,
         }
     }
 }
@@ -145,7 +150,7 @@ fn into_state(body: Body<'_>) -> Result<RaftState, DecodeError> {
             index,
             term: e.term,
             kind: e.kind.into(),
-            data: e.data.to_vec(),
+            data: Bytes::copy_from_slice(e.data),
         })
         .collect();
     Ok(RaftState {
@@ -154,10 +159,8 @@ fn into_state(body: Body<'_>) -> Result<RaftState, DecodeError> {
             vote: body.vote,
             commit: body.commit,
         },
-        snapshot: SnapshotMeta {
-            index: body.snapshot_index,
-            term: body.snapshot_term,
-        },
+        snapshot_index: body.snapshot_index,
+        snapshot_term: body.snapshot_term,
         entries,
     })
 }
@@ -166,8 +169,8 @@ fn into_state(body: Body<'_>) -> Result<RaftState, DecodeError> {
 /// newer than the current term, and the commit index is inside the log.
 fn check(s: &RaftState) -> Result<(), DecodeError> {
     let bad = |msg: String| Err(DecodeError::Inconsistent(msg));
-    let last = s.snapshot.index + s.entries.len() as u64;
-    let mut prev_term = s.snapshot.term;
+    let last = s.snapshot_index + s.entries.len() as u64;
+    let mut prev_term = s.snapshot_term;
     for e in &s.entries {
         if e.term < prev_term {
             return bad(format!("term goes down to {} at index {}", e.term, e.index));
@@ -200,21 +203,23 @@ mod tests {
                 vote: Some(2),
                 commit: 6,
             },
-            snapshot: SnapshotMeta::of(4, 1, b"snap"),
+            snapshot_index: 4,
+            snapshot_term: 1,
             entries: vec![
                 Entry::normal(5, 2, b"a".to_vec()),
                 Entry {
                     index: 6,
                     term: 3,
                     kind: EntryKind::Noop,
-                    data: Vec::new(),
+                    data: Bytes::new(),
                 },
             ],
         }
     }
 
     fn enc(s: &RaftState) -> Vec<u8> {
-        encode(&s.hard_state, &s.snapshot, &s.entries).unwrap()
+        let meta = SnapshotMeta::of(s.snapshot_index, s.snapshot_term, b"");
+        encode(&s.hard_state, &meta, &s.entries).unwrap()
     }
 
     #[test]
@@ -224,7 +229,8 @@ mod tests {
         assert_eq!(decode(&[]).unwrap(), None);
         let empty = RaftState {
             hard_state: HardState::default(),
-            snapshot: SnapshotMeta::default(),
+            snapshot_index: 0,
+            snapshot_term: 0,
             entries: Vec::new(),
         };
         assert_eq!(decode(&enc(&empty)).unwrap(), Some(empty));
@@ -234,7 +240,7 @@ mod tests {
     fn refuses_indices_that_would_overflow() {
         for (index, n) in [(u64::MAX, 0), (u64::MAX - 1, 1), (u64::MAX - 2, 2)] {
             let mut s = sample();
-            s.snapshot.index = index;
+            s.snapshot_index = index;
             s.entries.truncate(n);
             s.hard_state.commit = 0;
             assert!(

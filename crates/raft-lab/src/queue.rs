@@ -90,6 +90,11 @@ pub(crate) fn supersedes(new: &Message, old: &Message) -> bool {
                 installed: oi,
             },
         ) => same_term && nm == om && (*ni || (!oi && nn >= on)),
+        // A newer heartbeat of the term carries a commit index and a read
+        // round at least as new (thesis §6.4: answering a round confirms
+        // every older one), and its answer likewise.
+        (Body::Heartbeat { ctx: n, .. }, Body::Heartbeat { ctx: o, .. })
+        | (Body::HeartbeatReply { ctx: n }, Body::HeartbeatReply { ctx: o }) => same_term && n >= o,
         _ => false,
     }
 }
@@ -109,7 +114,12 @@ fn own_term(m: &Message) -> Option<Term> {
         | Body::AppendEntries { .. }
         | Body::AppendEntriesReply(_)
         | Body::InstallSnapshot { .. }
-        | Body::InstallSnapshotReply { .. } => Some(m.term),
+        | Body::InstallSnapshotReply { .. }
+        | Body::Heartbeat { .. }
+        | Body::HeartbeatReply { .. }
+        | Body::ReadIndex { .. }
+        | Body::ReadIndexReply { .. }
+        | Body::TimeoutNow => Some(m.term),
         // Kinds the core adds later: no rule until one is written above.
         #[allow(unreachable_patterns)]
         _ => None,
@@ -192,6 +202,7 @@ mod tests {
             last_log_index: 5,
             last_log_term: 1,
             pre_vote,
+            transfer: false,
         };
         msg(term, body)
     }
@@ -232,7 +243,8 @@ mod tests {
 
     fn chunk(term: Term, index: u64, offset: u64) -> Message {
         let body = Body::InstallSnapshot {
-            meta: SnapshotMeta { index, term: 1 },
+            meta: SnapshotMeta::of(index, 1, &[0; 8]),
+            conf: Default::default(),
             offset,
             data: vec![0; 4],
             done: false,
@@ -242,7 +254,7 @@ mod tests {
 
     fn chunk_reply(term: Term, next_offset: u64, installed: bool) -> Message {
         let body = Body::InstallSnapshotReply {
-            meta: SnapshotMeta { index: 9, term: 1 },
+            meta: SnapshotMeta::of(9, 1, &[0; 8]),
             next_offset,
             installed,
         };
@@ -284,6 +296,19 @@ mod tests {
             &vote_reply(3, true, false),
             &vote_reply(4, true, true)
         ));
+    }
+
+    #[test]
+    fn a_newer_heartbeat_round_supersedes_an_older_one() {
+        let beat = |term, ctx| msg(term, Body::Heartbeat { commit: 3, ctx });
+        let ack = |term, ctx| msg(term, Body::HeartbeatReply { ctx });
+        assert!(supersedes(&beat(2, 7), &beat(2, 6)));
+        assert!(!supersedes(&beat(2, 6), &beat(2, 7)));
+        assert!(supersedes(&beat(3, 1), &beat(2, 9)), "a newer term");
+        assert!(supersedes(&ack(2, 7), &ack(2, 6)));
+        let read = |ctx| msg(2, Body::ReadIndex { ctx });
+        assert!(!supersedes(&read(2), &read(1)), "each read is its own");
+        assert!(!supersedes(&append(2, 5, 1, 3), &beat(2, 6)));
     }
 
     #[test]
