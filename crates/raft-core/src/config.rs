@@ -54,6 +54,13 @@ pub struct Config {
     /// The clock-drift margin of leases, in thousandths of an election
     /// timeout (100: a lease lasts 90% of `election_tick`).
     pub lease_drift_permille: u32,
+    /// A leader may send its AppendEntries before its own write of the same
+    /// entries is durable, so its fsync runs in parallel with replication
+    /// (like etcd's asynchronous storage writes). It then counts itself
+    /// toward a commit only once its write is durable. Such messages come in
+    /// [`Ready::early_messages`](crate::Ready::early_messages); followers
+    /// still persist before they reply. Off by default.
+    pub async_leader_writes: bool,
     /// Seed of the node's random number generator (election timeouts only).
     pub seed: u64,
 }
@@ -78,6 +85,7 @@ impl Config {
             max_apply_bytes: 16 << 20,
             lease_reads: false,
             lease_drift_permille: 100,
+            async_leader_writes: false,
             seed: id,
         }
     }

@@ -9,6 +9,11 @@
 //! entries in order, then call [`Node::advance`] before asking for the next
 //! Ready.
 //!
+//! **And one for speed:** with `Config::async_leader_writes`, a leader's
+//! [`Ready::early_messages`] may be sent at once, before or while the Ready
+//! is persisted (the leader counts its own entries only once `advance` says
+//! they are durable).
+//!
 //! Three more promises callers may build on:
 //! - every request (RequestVote, AppendEntries, InstallSnapshot, Heartbeat)
 //!   that [`Node::step`] accepts puts exactly one reply to its sender in the

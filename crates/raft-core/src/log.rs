@@ -188,6 +188,16 @@ impl<S: Storage> RaftLog<S> {
         self.last_index()
     }
 
+    /// The last index known to be in storage: entries after it wait in the
+    /// unstable tail.
+    pub fn persisted_index(&self) -> Index {
+        if self.unstable.entries.is_empty() {
+            self.last_index()
+        } else {
+            self.unstable.offset - 1
+        }
+    }
+
     /// The entries not yet persisted.
     pub fn unstable_entries(&self) -> &[Entry] {
         &self.unstable.entries

@@ -1,7 +1,7 @@
 //! The output batch: what to persist, send and apply, and its acknowledgement.
 
 use crate::error::Error;
-use crate::message::Message;
+use crate::message::{Body, Message};
 use crate::node::{HandedOut, Node};
 use crate::read_only::ReadState;
 use crate::storage::Storage;
@@ -24,6 +24,10 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Messages to send once the above is durable.
     pub messages: Vec<Message>,
+    /// With `Config::async_leader_writes`: a leader's AppendEntries,
+    /// heartbeats and snapshot chunks, which may be sent at once, before or
+    /// while this Ready is persisted. Empty otherwise.
+    pub early_messages: Vec<Message>,
     /// Entries to apply, in index order, exactly once.
     pub committed_entries: Vec<Entry>,
     /// Reads confirmed since the last Ready (thesis §6.4): serve each once
@@ -50,6 +54,7 @@ impl Ready {
         !self.must_sync()
             && self.hard_state.is_none()
             && self.messages.is_empty()
+            && self.early_messages.is_empty()
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
     }
@@ -73,16 +78,33 @@ impl<S: Storage> Node<S> {
     pub fn ready(&mut self) -> Result<Ready, Error> {
         self.send_pending()?;
         let hs = self.hard_state();
+        let term_or_vote_changed =
+            (hs.term, hs.vote) != (self.prev_hard_state.term, self.prev_hard_state.vote);
+        let mut messages = std::mem::take(&mut self.msgs);
+        let mut early_messages = Vec::new();
+        if self.cfg.async_leader_writes && self.is_leader() && !term_or_vote_changed {
+            // Term and vote are durable: what a leader's replication messages
+            // depend on is only its own entries, which it does not count
+            // until they are durable too.
+            (early_messages, messages) = messages.into_iter().partition(|m| {
+                matches!(
+                    m.body,
+                    Body::AppendEntries { .. }
+                        | Body::Heartbeat { .. }
+                        | Body::InstallSnapshot { .. }
+                )
+            });
+        }
         let rd = Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             snapshot: self.log.unstable_snapshot().cloned(),
             local_snapshot: self.local_snapshot.take(),
             entries: self.log.unstable_entries().to_vec(),
-            messages: std::mem::take(&mut self.msgs),
+            messages,
+            early_messages,
             committed_entries: self.log.next_committed(self.cfg.max_apply_bytes)?,
             read_states: std::mem::take(&mut self.read_states),
-            term_or_vote_changed: (hs.term, hs.vote)
-                != (self.prev_hard_state.term, self.prev_hard_state.vote),
+            term_or_vote_changed,
         };
         self.handed = Some(HandedOut {
             last_entry: rd.entries.last().map(|e| (e.index, e.term)),
@@ -111,6 +133,10 @@ impl<S: Storage> Node<S> {
         }
         if let Some(index) = h.applied {
             self.log.applied_to(index);
+        }
+        if self.cfg.async_leader_writes && h.last_entry.is_some() {
+            // The leader's own entries just became durable: they count now.
+            self.maybe_commit();
         }
     }
 }

@@ -299,7 +299,14 @@ impl<S: Storage> Node<S> {
         if self.role != Role::Leader {
             return false;
         }
-        let n = self.tracker.committed(self.log.last_index());
+        // The leader's own log counts once durable: at once when it persists
+        // before sending, else only what has been persisted.
+        let own = if self.cfg.async_leader_writes {
+            self.log.persisted_index()
+        } else {
+            self.log.last_index()
+        };
+        let n = self.tracker.committed(own);
         if n > self.log.committed() && self.log.term_of(n) == Some(self.term) {
             self.log.commit_to(n);
             self.release_waiting_reads();

@@ -38,6 +38,11 @@ fn cluster(seed: u64) -> Sim {
         isolate: r.gen_range(0.0..0.02),
         snapshot: r.gen_range(0.0..0.1),
         propose: r.gen_range(0.05..0.8),
+        crash_mid_write: if seed % 4 == 3 {
+            r.gen_range(0.0..0.05)
+        } else {
+            0.0
+        },
     };
     let pad = r.gen_range(0..200);
     let n = if seed.is_multiple_of(2) { 3 } else { 5 };
@@ -53,6 +58,7 @@ fn cluster(seed: u64) -> Sim {
             c.election_tick = 4 + (seed % 11) as u32;
         }
         c.pre_vote = seed % 5 != 1;
+        c.async_leader_writes = seed % 4 == 3;
         c.check_quorum = seed % 7 != 1;
     });
     s.pad = pad;

@@ -93,6 +93,9 @@ pub struct Faults {
     pub snapshot: f64,
     /// Each leader proposes a new command.
     pub propose: f64,
+    /// A node whose Ready has early messages (async leader writes) crashes
+    /// after sending them and before persisting the Ready.
+    pub crash_mid_write: f64,
 }
 
 impl Faults {
@@ -106,6 +109,7 @@ impl Faults {
             isolate: 0.0,
             snapshot: 0.0,
             propose: 0.0,
+            crash_mid_write: 0.0,
         }
     }
 }
@@ -232,6 +236,19 @@ impl Sim {
         while self.node(id).has_ready() {
             let node = self.node_mut(id);
             let rd = node.ready().unwrap();
+            if !rd.early_messages.is_empty() {
+                // Async leader writes: these may leave before the Ready is
+                // durable, and a crash may come in between.
+                for m in rd.early_messages.clone() {
+                    *self.sent.entry(m.body.kind()).or_default() += 1;
+                    self.send(m);
+                }
+                if self.rng.gen_bool(self.faults.crash_mid_write) {
+                    self.restart(id);
+                    return;
+                }
+            }
+            let node = self.node_mut(id);
             persist(node.storage_mut(), &rd).unwrap();
             if node.is_leader() {
                 let term = node.term();
