@@ -6,6 +6,7 @@
 //! Like the core, everything here is sans-IO: no threads, clock, sockets or
 //! disk. The simulator and the real server drive the same code.
 
+pub mod check;
 pub mod op;
 
 pub use op::{Key, Op, OpResult, Value};
