@@ -127,6 +127,21 @@ impl Model for KvModel {
         op.is_read()
     }
 
+    fn is_stutter(&self, op: &Op, out: &OpResult) -> bool {
+        match (op, out) {
+            (Op::Get { .. } | Op::Range { .. }, _) => true,
+            (Op::Cas { .. }, OpResult::Cas { matched: false, .. }) => true,
+            // It matched, so the value was `expected`, and is again.
+            (Op::Cas { expected, new, .. }, OpResult::Cas { matched: true, .. }) => {
+                expected.as_ref() == Some(new)
+            }
+            (Op::Put { value, .. }, OpResult::Replaced(Some(old))) => old == value,
+            (Op::Delete { .. }, OpResult::Replaced(None)) => true,
+            // Not appends, even of nothing: one creates an absent key.
+            _ => false,
+        }
+    }
+
     fn partition(&self, history: &[Operation]) -> Vec<Partition> {
         partition_by_key(history)
     }

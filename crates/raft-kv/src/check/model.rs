@@ -56,6 +56,15 @@ pub trait Model {
         false
     }
 
+    /// Whether `input` answered `output` leaves the state unchanged in
+    /// every state where that answer fits (a read; a compare-and-swap that
+    /// did not match). The search never retries such an operation later
+    /// once it fits (see the search's notes), so a wrong `true` makes the
+    /// checker reject good histories. The default: read-only inputs.
+    fn is_stutter(&self, input: &Self::Input, _output: &Self::Output) -> bool {
+        self.is_read_only(input)
+    }
+
     /// Splits a history into independent parts. The default is one part.
     fn partition(&self, history: &[Operation<Self::Input, Self::Output>]) -> Vec<Partition> {
         vec![Partition {

@@ -195,6 +195,7 @@ pub(crate) fn search<M: Model>(
     }
     let mut list = Entries::new(n, events);
     let twin = twins::<M>(history, &ops);
+    let stutter = stutters(model, history, &ops);
 
     let mut memo = Memo::new();
     let mut known = Bitset::new(n_known);
@@ -267,23 +268,30 @@ pub(crate) fn search<M: Model>(
                     }
                     best = Some((placed_known, prefix, p));
                 }
-                let Some((q, before)) = stack.pop() else {
-                    let (_, prefix, blocked) = best.expect("recorded just above");
-                    return Found::Illegal {
-                        prefix: prefix.into_iter().map(|p| ops[p]).collect(),
-                        blocked: ops[blocked],
+                // Undo the last choice. A stutter undone means its parent
+                // configuration failed too (see `stutters`): undo that as well.
+                loop {
+                    let Some((q, before)) = stack.pop() else {
+                        let (_, prefix, blocked) = best.expect("recorded just above");
+                        return Found::Illegal {
+                            prefix: prefix.into_iter().map(|p| ops[p]).collect(),
+                            blocked: ops[blocked],
+                        };
                     };
-                };
-                state = before;
-                list.unlift(q);
-                if history[ops[q]].output().is_some() {
-                    known.remove(slot[q]);
-                    known_hash ^= zobrist(slot[q]);
-                    placed_known -= 1;
-                } else {
-                    unknown.remove(slot[q]);
+                    state = before;
+                    list.unlift(q);
+                    if history[ops[q]].output().is_some() {
+                        known.remove(slot[q]);
+                        known_hash ^= zobrist(slot[q]);
+                        placed_known -= 1;
+                    } else {
+                        unknown.remove(slot[q]);
+                    }
+                    if !stutter[q] {
+                        entry = list.next[list.call_of[q]];
+                        break;
+                    }
                 }
-                entry = list.next[list.call_of[q]];
             }
             Entry::Head | Entry::Tail => {
                 unreachable!("a known operation's return is always ahead in the list")
@@ -339,4 +347,27 @@ fn twins<M: Model>(history: &[Operation<M::Input, M::Output>], ops: &[OpId]) -> 
             .find(|&q| history[ops[q]].input == *input);
     }
     twin
+}
+
+/// Which operations are stutters: answered, and with that answer they never
+/// change the state (reads, a cas that did not match, ...). Placing a
+/// stutter as soon as it is a candidate and fits is never worse than
+/// placing it later: moving it earlier keeps every state of a linearization
+/// and every real-time constraint (those that must precede it are already
+/// placed, or it would not be a candidate). So if the configuration after
+/// placing it fails, the one before fails too, and the search backtracks
+/// past both. Without this, a failed branch is retried with every subset of
+/// the concurrent reads placed.
+fn stutters<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    ops: &[OpId],
+) -> Vec<bool> {
+    ops.iter()
+        .map(|&id| {
+            let op = &history[id];
+            op.output()
+                .is_some_and(|out| model.is_stutter(&op.input, out))
+        })
+        .collect()
 }
