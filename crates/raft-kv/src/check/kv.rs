@@ -11,81 +11,114 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::history::Operation;
 use super::model::{Model, Partition};
-use crate::op::{Key, Op, OpResult, Value};
+use crate::op::{Op, OpResult, Value};
+
+/// A shared byte string: states are cloned at every step of the search, so
+/// keys and values are shared, not copied.
+type Bytes = Arc<[u8]>;
 
 /// The store's contents (of one partition), in key order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KvState {
-    pairs: Vec<(Key, Value)>,
+    pairs: Vec<(Bytes, Bytes)>,
 }
 
 impl KvState {
     /// The value of `key`.
-    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         let i = self.find(key).ok()?;
         Some(&self.pairs[i].1)
     }
 
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|(k, _)| k.as_slice().cmp(key))
+        self.pairs.binary_search_by(|(k, _)| (**k).cmp(key))
     }
 
     /// Sets `key` and returns the value it replaces.
-    fn set(&mut self, key: &[u8], value: Value) -> Option<Value> {
+    fn set(&mut self, key: &[u8], value: Bytes) -> Option<Bytes> {
         match self.find(key) {
             Ok(i) => Some(std::mem::replace(&mut self.pairs[i].1, value)),
             Err(i) => {
-                self.pairs.insert(i, (key.to_vec(), value));
+                self.pairs.insert(i, (key.into(), value));
                 None
             }
         }
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Value> {
+    fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
         let i = self.find(key).ok()?;
         Some(self.pairs.remove(i).1)
+    }
+
+    /// The pairs whose key starts with `prefix`, in key order.
+    fn with_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a (Bytes, Bytes)> {
+        let start = self.find(prefix).unwrap_or_else(|i| i);
+        self.pairs[start..]
+            .iter()
+            .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
     /// Applies `op` and returns its answer: the store's semantics, in
     /// one place (see [`crate::op`]).
     pub fn apply(&mut self, op: &Op) -> OpResult {
+        let owned = |v: Option<Bytes>| v.map(|v| v.to_vec());
         match op {
-            Op::Get { key } => OpResult::Value(self.get(key).cloned()),
-            Op::Put { key, value } => OpResult::Replaced(self.set(key, value.clone())),
+            Op::Get { key } => OpResult::Value(self.get(key).map(<[u8]>::to_vec)),
+            Op::Put { key, value } => {
+                OpResult::Replaced(owned(self.set(key, value.as_slice().into())))
+            }
             Op::Append { key, value } => {
-                let mut v = self.get(key).cloned().unwrap_or_default();
+                let mut v = self.get(key).unwrap_or_default().to_vec();
                 v.extend_from_slice(value);
                 let len = v.len() as u64;
-                self.set(key, v);
+                self.set(key, v.into());
                 OpResult::Appended { len }
             }
-            Op::Delete { key } => OpResult::Replaced(self.remove(key)),
+            Op::Delete { key } => OpResult::Replaced(owned(self.remove(key))),
             Op::Cas { key, expected, new } => {
-                let previous = self.get(key).cloned();
+                let previous = self.get(key).map(<[u8]>::to_vec);
                 let matched = previous == *expected;
                 if matched {
-                    self.set(key, new.clone());
+                    self.set(key, new.as_slice().into());
                 }
                 OpResult::Cas { matched, previous }
             }
             Op::Range { prefix, limit } => {
-                let start = self.find(prefix).unwrap_or_else(|i| i);
-                let mut with_prefix = self.pairs[start..]
-                    .iter()
-                    .take_while(|(k, _)| k.starts_with(prefix));
-                let pairs: Vec<_> = with_prefix
+                let mut found = self.with_prefix(prefix);
+                let pairs: Vec<_> = found
                     .by_ref()
                     .take(*limit as usize)
-                    .cloned()
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .collect();
                 OpResult::Range {
                     pairs,
-                    more: with_prefix.next().is_some(),
+                    more: found.next().is_some(),
                 }
             }
+        }
+    }
+
+    /// Whether the read `op` answers `out` here, without building the answer.
+    fn reads(&self, op: &Op, out: &OpResult) -> bool {
+        match (op, out) {
+            (Op::Get { key }, OpResult::Value(v)) => v.as_deref() == self.get(key),
+            (Op::Range { prefix, limit }, OpResult::Range { pairs, more }) => {
+                let (n, limit) = (pairs.len(), *limit as usize);
+                let mut found = self.with_prefix(prefix);
+                let same = n <= limit
+                    && pairs.iter().all(|(k, v)| {
+                        found
+                            .next()
+                            .is_some_and(|(fk, fv)| **fk == **k && **fv == **v)
+                    });
+                // Fewer than `limit` pairs: that was all of them.
+                same && (found.next().is_some() == *more) && (n == limit || !*more)
+            }
+            _ => false,
         }
     }
 }
@@ -104,15 +137,20 @@ impl Model for KvModel {
     }
 
     fn step(&self, state: &KvState, op: &Op, output: Option<&OpResult>) -> Option<KvState> {
-        // Reads that disagree are rejected without cloning the state.
-        match (op, output) {
-            (Op::Get { key }, Some(out)) => {
-                return (*out == OpResult::Value(state.get(key).cloned())).then(|| state.clone());
+        if let Some(out) = output {
+            match op {
+                // Reads are checked in place; a write whose answer names the
+                // old value is rejected before the state is copied.
+                Op::Get { .. } | Op::Range { .. } => {
+                    return state.reads(op, out).then(|| state.clone());
+                }
+                Op::Put { key, .. } | Op::Delete { key } => {
+                    if !matches!(out, OpResult::Replaced(v) if v.as_deref() == state.get(key)) {
+                        return None;
+                    }
+                }
+                _ => {}
             }
-            (Op::Range { .. }, Some(out)) => {
-                return (*out == state.clone().apply(op)).then(|| state.clone());
-            }
-            _ => {}
         }
         let mut next = state.clone();
         let answer = next.apply(op);
@@ -294,4 +332,175 @@ fn label(keys: &[&[u8]]) -> String {
     let shown: Vec<String> = keys.iter().take(6).map(|k| show(k)).collect();
     let more = if keys.len() > 6 { ", …" } else { "" };
     format!("{} keys {}{more}", keys.len(), shown.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    /// Every state over a few keys, each absent or set to one of two values.
+    fn states() -> Vec<KvState> {
+        let keys = ["a", "ab", "b"];
+        let mut all = vec![KvState::default()];
+        for k in keys {
+            let mut next = Vec::new();
+            for s in &all {
+                next.push(s.clone());
+                for v in ["1", "22"] {
+                    let mut t = s.clone();
+                    t.set(k.as_bytes(), v.as_bytes().into());
+                    next.push(t);
+                }
+            }
+            all = next;
+        }
+        all
+    }
+
+    fn ops() -> Vec<Op> {
+        let mut ops = Vec::new();
+        for k in ["a", "ab", "c"] {
+            ops.push(Op::Get { key: b(k) });
+            ops.push(Op::Put {
+                key: b(k),
+                value: b("1"),
+            });
+            ops.push(Op::Append {
+                key: b(k),
+                value: b("x"),
+            });
+            ops.push(Op::Delete { key: b(k) });
+            for expected in [None, Some(b("1"))] {
+                ops.push(Op::Cas {
+                    key: b(k),
+                    expected,
+                    new: b("22"),
+                });
+            }
+        }
+        for prefix in ["", "a", "ab", "c"] {
+            for limit in 0..4 {
+                ops.push(Op::Range {
+                    prefix: b(prefix),
+                    limit,
+                });
+            }
+        }
+        ops
+    }
+
+    /// The true answer and some wrong ones.
+    fn answers(out: &OpResult) -> Vec<OpResult> {
+        let mut wrong = match out.clone() {
+            OpResult::Value(v) | OpResult::Replaced(v) => vec![
+                OpResult::Value(v.clone()),
+                OpResult::Value(None),
+                OpResult::Value(Some(b("1"))),
+                OpResult::Replaced(v),
+                OpResult::Replaced(Some(b("22"))),
+            ],
+            OpResult::Appended { len } => (0..4)
+                .map(|d| OpResult::Appended { len: len + d - 1 })
+                .collect(),
+            OpResult::Cas { matched, previous } => vec![
+                OpResult::Cas {
+                    matched: !matched,
+                    previous: previous.clone(),
+                },
+                OpResult::Cas {
+                    matched,
+                    previous: None,
+                },
+                OpResult::Cas {
+                    matched,
+                    previous: Some(b("1")),
+                },
+            ],
+            OpResult::Range { pairs, more } => {
+                let mut v = vec![OpResult::Range {
+                    pairs: pairs.clone(),
+                    more: !more,
+                }];
+                let mut fewer = pairs.clone();
+                if fewer.pop().is_some() {
+                    v.push(OpResult::Range {
+                        pairs: fewer.clone(),
+                        more,
+                    });
+                    v.push(OpResult::Range {
+                        pairs: fewer,
+                        more: true,
+                    });
+                }
+                let mut extra = pairs;
+                extra.push((b("zz"), b("1")));
+                v.push(OpResult::Range { pairs: extra, more });
+                v
+            }
+        };
+        wrong.push(out.clone());
+        wrong
+    }
+
+    #[test]
+    fn step_accepts_exactly_the_answer_apply_gives() {
+        for state in states() {
+            for op in ops() {
+                let mut after = state.clone();
+                let truth = after.apply(&op);
+                assert_eq!(KvModel.step(&state, &op, None), Some(after.clone()));
+                for out in answers(&truth) {
+                    let got = KvModel.step(&state, &op, Some(&out));
+                    let want = (out == truth).then(|| after.clone());
+                    assert_eq!(got, want, "{state:?} {op:?} answered {out:?}");
+                    if got.is_some() && KvModel.is_stutter(&op, &out) {
+                        assert_eq!(after, state, "{op:?} {out:?} is no stutter");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn range_answers_in_key_order_up_to_the_limit() {
+        let mut s = KvState::default();
+        for k in ["b", "a", "ab", "c"] {
+            s.apply(&Op::Put {
+                key: b(k),
+                value: b(k),
+            });
+        }
+        let got = s.apply(&Op::Range {
+            prefix: b("a"),
+            limit: 1,
+        });
+        assert_eq!(
+            got,
+            OpResult::Range {
+                pairs: vec![(b("a"), b("a"))],
+                more: true
+            }
+        );
+        let got = s.apply(&Op::Range {
+            prefix: b(""),
+            limit: 9,
+        });
+        let keys: Vec<Vec<u8>> = match got {
+            OpResult::Range { pairs, more: false } => pairs.into_iter().map(|p| p.0).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(keys, [b("a"), b("ab"), b("b"), b("c")]);
+        assert_eq!(
+            s.apply(&Op::Append {
+                key: b("new"),
+                value: b("xy")
+            }),
+            OpResult::Appended { len: 2 }
+        );
+        assert_eq!(s.get(b"new"), Some(&b"xy"[..]));
+    }
 }
