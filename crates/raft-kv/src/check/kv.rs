@@ -11,9 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::history::Operation;
+use super::memo::{zobrist, FastHasher};
 use super::model::{Model, Partition};
 use crate::op::{Op, OpResult, Value};
 
@@ -22,9 +24,31 @@ use crate::op::{Op, OpResult, Value};
 type Bytes = Arc<[u8]>;
 
 /// The store's contents (of one partition), in key order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, Eq)]
 pub struct KvState {
     pairs: Vec<(Bytes, Bytes)>,
+    /// XOR of the pairs' hashes, kept up to date by every change, so the
+    /// search's memo hashes a state in O(1) however big it is.
+    digest: u64,
+}
+
+impl PartialEq for KvState {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest && self.pairs == other.pairs
+    }
+}
+
+impl Hash for KvState {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.digest);
+    }
+}
+
+fn pair_hash(key: &[u8], value: &[u8]) -> u64 {
+    let mut h = FastHasher::default();
+    key.hash(&mut h);
+    value.hash(&mut h);
+    zobrist(h.finish() as usize)
 }
 
 impl KvState {
@@ -40,8 +64,13 @@ impl KvState {
 
     /// Sets `key` and returns the value it replaces.
     fn set(&mut self, key: &[u8], value: Bytes) -> Option<Bytes> {
+        self.digest ^= pair_hash(key, &value);
         match self.find(key) {
-            Ok(i) => Some(std::mem::replace(&mut self.pairs[i].1, value)),
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.pairs[i].1, value);
+                self.digest ^= pair_hash(key, &old);
+                Some(old)
+            }
             Err(i) => {
                 self.pairs.insert(i, (key.into(), value));
                 None
@@ -51,7 +80,9 @@ impl KvState {
 
     fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
         let i = self.find(key).ok()?;
-        Some(self.pairs.remove(i).1)
+        let (_, old) = self.pairs.remove(i);
+        self.digest ^= pair_hash(key, &old);
+        Some(old)
     }
 
     /// The pairs whose key starts with `prefix`, in key order.
@@ -144,10 +175,9 @@ impl Model for KvModel {
                 Op::Get { .. } | Op::Range { .. } => {
                     return state.reads(op, out).then(|| state.clone());
                 }
-                Op::Put { key, .. } | Op::Delete { key } => {
-                    if !matches!(out, OpResult::Replaced(v) if v.as_deref() == state.get(key)) {
-                        return None;
-                    }
+                Op::Put { key, .. } | Op::Delete { key } if !matches!(out, OpResult::Replaced(v) if v.as_deref() == state.get(key)) =>
+                {
+                    return None;
                 }
                 _ => {}
             }
@@ -463,6 +493,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn equal_contents_have_equal_digests() {
+        let mut a = KvState::default();
+        let mut b = KvState::default();
+        for op in ops() {
+            a.apply(&op);
+        }
+        // Rebuild a's contents directly, in another order.
+        for (k, v) in a.pairs.iter().rev() {
+            b.set(k, v.clone());
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.digest, b.digest);
+        b.remove(b"a");
+        b.remove(b"ab");
+        b.remove(b"c");
+        assert_eq!(b.digest, KvState::default().digest);
     }
 
     #[test]

@@ -95,28 +95,50 @@ pub(crate) fn zobrist(i: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+const NONE: u32 = u32::MAX;
+
 struct Node<S> {
-    known: Bitset,
     state: S,
-    /// Unknown-outcome sets seen with this (K, s); none a superset of another
-    /// at the time it was added.
-    unknown: Vec<Bitset>,
+    /// The next node with the same hash key.
+    next: u32,
+    /// The first of this node's unknown-outcome sets (a list through `u_next`).
+    first_u: u32,
 }
 
-/// Explored configurations.
+/// Explored configurations. Bitsets live in two flat arenas (one slice of
+/// words per node or set), so a million entries are a few big allocations,
+/// not millions of small ones.
 pub(crate) struct Memo<S> {
-    index: HashMap<u64, Vec<u32>, BuildHasherDefault<IdHasher>>,
+    /// Hash of (K, s) → first node with it.
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
     nodes: Vec<Node<S>>,
-    entries: usize,
+    /// Node i's K: `known[i * wk..][..wk]`.
+    known: Vec<u64>,
+    wk: usize,
+    /// Set j: `unknown[j * wu..][..wu]`, next set of its node `u_next[j]`.
+    unknown: Vec<u64>,
+    u_next: Vec<u32>,
+    wu: usize,
 }
 
 impl<S: Clone + Eq + Hash> Memo<S> {
-    pub(crate) fn new() -> Self {
+    /// A memo for `n_known` answered and `n_unknown` unknown operations.
+    pub(crate) fn new(n_known: usize, n_unknown: usize) -> Self {
         Memo {
             index: HashMap::default(),
             nodes: Vec::new(),
-            entries: 0,
+            known: Vec::new(),
+            wk: Bitset::new(n_known).words().len(),
+            unknown: Vec::new(),
+            u_next: Vec::new(),
+            wu: Bitset::new(n_unknown).words().len(),
         }
+    }
+
+    fn add_unknown(&mut self, set: &Bitset, next: u32) -> u32 {
+        self.unknown.extend_from_slice(set.words());
+        self.u_next.push(next);
+        (self.u_next.len() - 1) as u32
     }
 
     /// Records (known, state, unknown) and returns true, or returns false if
@@ -130,31 +152,40 @@ impl<S: Clone + Eq + Hash> Memo<S> {
         unknown: &Bitset,
     ) -> bool {
         let key = known_hash ^ hash_state(state).rotate_left(17);
-        let ids = self.index.entry(key).or_default();
-        for &id in ids.iter() {
-            let node = &mut self.nodes[id as usize];
-            if node.known == *known && node.state == *state {
-                if node.unknown.iter().any(|u| u.is_subset(unknown)) {
-                    return false;
+        let (wk, wu) = (self.wk, self.wu);
+        let first = self.index.get(&key).copied().unwrap_or(NONE);
+        let mut id = first;
+        while id != NONE {
+            let i = id as usize;
+            if self.known[i * wk..][..wk] == *known.words() && self.nodes[i].state == *state {
+                let mut j = self.nodes[i].first_u;
+                while j != NONE {
+                    let seen = &self.unknown[j as usize * wu..][..wu];
+                    if seen.iter().zip(unknown.words()).all(|(a, b)| a & !b == 0) {
+                        return false;
+                    }
+                    j = self.u_next[j as usize];
                 }
-                node.unknown.push(unknown.clone());
-                self.entries += 1;
+                let head = self.nodes[i].first_u;
+                self.nodes[i].first_u = self.add_unknown(unknown, head);
                 return true;
             }
+            id = self.nodes[i].next;
         }
-        ids.push(self.nodes.len() as u32);
+        let first_u = self.add_unknown(unknown, NONE);
+        self.known.extend_from_slice(known.words());
         self.nodes.push(Node {
-            known: known.clone(),
             state: state.clone(),
-            unknown: vec![unknown.clone()],
+            next: first,
+            first_u,
         });
-        self.entries += 1;
+        self.index.insert(key, (self.nodes.len() - 1) as u32);
         true
     }
 
     /// Configurations stored.
     pub(crate) fn len(&self) -> usize {
-        self.entries
+        self.u_next.len()
     }
 }
 
@@ -164,7 +195,7 @@ mod tests {
 
     #[test]
     fn prunes_same_and_dominated_configurations() {
-        let mut memo = Memo::new();
+        let mut memo = Memo::new(4, 3);
         let mut k = Bitset::new(4);
         k.insert(1);
         let h = zobrist(1);

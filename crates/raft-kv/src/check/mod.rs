@@ -15,11 +15,13 @@
 //!   picture of the failing partition ([`html`]) and says where.
 
 mod bitset;
+mod entries;
 pub mod history;
 pub mod html;
 pub mod kv;
 mod memo;
 pub mod model;
+mod prune;
 pub mod report;
 mod search;
 pub mod synth;

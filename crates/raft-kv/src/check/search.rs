@@ -14,18 +14,22 @@
 //!
 //! Operations with unknown outcome have a call and no return: nothing forces
 //! them, and the search is done once every operation with a known answer is
-//! linearized, so those left over never took effect. Their calls sit just
-//! before the first return after them, so the search tries every known
-//! candidate before an unknown one (the same candidates, a better order:
-//! configurations without the unknown operation are met first and then
-//! dominate those with it).
+//! linearized, so those left over never took effect. Each configuration's
+//! candidates are tried in two passes: first the answered ones, then, only
+//! when the first pass reaches a return, the unknown ones. The same
+//! candidates in a better order: an unknown operation is only placed where
+//! nothing else goes on, and configurations without it are met first and
+//! then dominate those with it. See [`super::prune`] for the other rules
+//! that cut the search.
 
 use std::time::Instant;
 
 use super::bitset::Bitset;
+use super::entries::{Entries, Entry, HEAD};
 use super::history::{OpId, Operation};
 use super::memo::{zobrist, Memo};
 use super::model::Model;
+use super::prune::{masks_last, stutters, twins};
 use super::Exhausted;
 
 /// What the search of one partition found.
@@ -74,78 +78,216 @@ impl Meter {
     }
 }
 
-const HEAD: usize = 0;
-
-#[derive(Clone, Copy)]
-enum Entry {
-    Head,
-    Call(usize),
-    Return(usize),
-    Tail,
+/// One partition's search state.
+struct Search<'a, M: Model> {
+    model: &'a M,
+    history: &'a [Operation<M::Input, M::Output>],
+    /// The partition's operations (local index `p` → history id).
+    ops: Vec<OpId>,
+    /// Whether operation `p` has a known answer.
+    answered: Vec<bool>,
+    /// `p`'s index among the answered, or among the unknown, operations.
+    slot: Vec<usize>,
+    twin: Vec<Option<usize>>,
+    stutter: Vec<bool>,
+    list: Entries,
+    memo: Memo<M::State>,
+    /// Linearized answered operations (K) and its Zobrist hash.
+    known: Bitset,
+    known_hash: u64,
+    placed_known: usize,
+    n_known: usize,
+    /// Linearized unknown-outcome operations (U).
+    unknown: Bitset,
+    unplaced_unknown: usize,
+    state: M::State,
+    /// The choices made: operation, and the state before it.
+    stack: Vec<(usize, M::State)>,
+    /// The deepest dead end: answered ops placed, prefix, blocked op.
+    best: Option<(usize, Vec<usize>, usize)>,
 }
 
-/// The time-ordered list of calls and returns, with O(1) lift and unlift.
-struct Entries {
-    kind: Vec<Entry>,
-    next: Vec<usize>,
-    prev: Vec<usize>,
-    call_of: Vec<usize>,
-    ret_of: Vec<Option<usize>>,
-}
-
-impl Entries {
-    /// `events`: (sort key, entry), any order.
-    fn new(n_ops: usize, mut events: Vec<((u64, u8, usize), Entry)>) -> Self {
-        events.sort_by_key(|e| e.0);
-        let m = events.len();
-        let mut kind = Vec::with_capacity(m + 2);
-        kind.push(Entry::Head);
-        kind.extend(events.into_iter().map(|e| e.1));
-        kind.push(Entry::Tail);
-        let mut call_of = vec![0; n_ops];
-        let mut ret_of = vec![None; n_ops];
-        for (i, k) in kind.iter().enumerate() {
-            match *k {
-                Entry::Call(p) => call_of[p] = i,
-                Entry::Return(p) => ret_of[p] = Some(i),
-                _ => {}
+impl<'a, M: Model> Search<'a, M> {
+    fn new(model: &'a M, history: &'a [Operation<M::Input, M::Output>], ids: &[OpId]) -> Self {
+        // Unknown-outcome reads are invisible either way: drop them.
+        let ops: Vec<OpId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| history[id].output().is_some() || !model.is_read_only(&history[id].input))
+            .collect();
+        let answered: Vec<bool> = ops
+            .iter()
+            .map(|&id| history[id].output().is_some())
+            .collect();
+        let mut slot = Vec::with_capacity(ops.len());
+        let (mut n_known, mut n_unknown) = (0, 0);
+        let mut events = Vec::with_capacity(2 * ops.len());
+        for (p, &id) in ops.iter().enumerate() {
+            let op = &history[id];
+            events.push(((op.call, 0, p), Entry::Call(p)));
+            if let Some(r) = op.ret() {
+                events.push(((r, 1, p), Entry::Return(p)));
+                slot.push(n_known);
+                n_known += 1;
+            } else {
+                slot.push(n_unknown);
+                n_unknown += 1;
             }
         }
-        Entries {
-            next: (1..=m + 2).collect(),
-            prev: (0..m + 2).map(|i| i.wrapping_sub(1)).collect(),
-            kind,
-            call_of,
-            ret_of,
+        Search {
+            model,
+            history,
+            list: Entries::new(ops.len(), events),
+            twin: twins::<M>(history, &ops),
+            stutter: stutters(model, history, &ops),
+            ops,
+            answered,
+            slot,
+            memo: Memo::new(n_known, n_unknown),
+            known: Bitset::new(n_known),
+            known_hash: 0,
+            placed_known: 0,
+            n_known,
+            unknown: Bitset::new(n_unknown),
+            unplaced_unknown: n_unknown,
+            state: model.init(),
+            stack: Vec::new(),
+            best: None,
         }
     }
 
-    fn unlink(&mut self, e: usize) {
-        let (p, n) = (self.prev[e], self.next[e]);
-        self.next[p] = n;
-        self.prev[n] = p;
-    }
-
-    fn relink(&mut self, e: usize) {
-        let (p, n) = (self.prev[e], self.next[e]);
-        self.next[p] = e;
-        self.prev[n] = e;
-    }
-
-    /// Takes operation `p`'s call and return out of the list.
-    fn lift(&mut self, p: usize) {
-        self.unlink(self.call_of[p]);
-        if let Some(r) = self.ret_of[p] {
-            self.unlink(r);
+    fn run(mut self, meter: &mut Meter) -> Found {
+        let mut entry = self.list.next[HEAD];
+        // Which pass of the current configuration's candidates: answered
+        // operations first, then unknown ones.
+        let mut unknown_pass = false;
+        while self.placed_known < self.n_known {
+            if let Some(spent) = meter.tick(self.memo.len()) {
+                return Found::Exhausted(spent);
+            }
+            match self.list.kind[entry] {
+                Entry::Call(p) if self.answered[p] != unknown_pass => {
+                    if self.place(p) {
+                        entry = self.list.next[HEAD];
+                        unknown_pass = false;
+                    } else {
+                        entry = self.list.next[entry];
+                    }
+                }
+                Entry::Call(_) => entry = self.list.next[entry],
+                Entry::Return(_) if !unknown_pass && self.unplaced_unknown > 0 => {
+                    unknown_pass = true;
+                    entry = self.list.next[HEAD];
+                }
+                Entry::Return(p) => {
+                    self.record_dead_end(p);
+                    let Some(q) = self.backtrack() else {
+                        let (_, prefix, blocked) = self.best.expect("recorded just above");
+                        return Found::Illegal {
+                            prefix: prefix.into_iter().map(|p| self.ops[p]).collect(),
+                            blocked: self.ops[blocked],
+                        };
+                    };
+                    entry = self.list.next[self.list.call_of[q]];
+                    unknown_pass = !self.answered[q];
+                }
+                Entry::Head | Entry::Tail => {
+                    unreachable!("an answered operation's return is always ahead in the list")
+                }
+            }
         }
+        Found::Linearizable(self.stack.iter().map(|f| self.ops[f.0]).collect())
     }
 
-    /// Puts them back (the reverse of [`Entries::lift`]).
-    fn unlift(&mut self, p: usize) {
-        if let Some(r) = self.ret_of[p] {
-            self.relink(r);
+    /// Tries to linearize `p` next; true if it fits and leads somewhere new.
+    fn place(&mut self, p: usize) -> bool {
+        let op = &self.history[self.ops[p]];
+        // Identical unknown operations are used in call order.
+        if self.twin[p].is_some_and(|t| !self.unknown.contains(self.slot[t])) {
+            return false;
         }
-        self.relink(self.call_of[p]);
+        let Some(next) = self.model.step(&self.state, &op.input, op.output()) else {
+            return false;
+        };
+        let last = self.stack.last();
+        if masks_last(
+            self.model,
+            self.history,
+            &self.ops,
+            last,
+            &op.input,
+            op.output(),
+            &next,
+        ) {
+            return false;
+        }
+        let s = self.slot[p];
+        let fresh = if self.answered[p] {
+            self.known.insert(s);
+            let h = self.known_hash ^ zobrist(s);
+            let fresh = self.memo.visit(h, &self.known, &next, &self.unknown);
+            if fresh {
+                self.known_hash = h;
+                self.placed_known += 1;
+            } else {
+                self.known.remove(s);
+            }
+            fresh
+        } else {
+            self.unknown.insert(s);
+            let fresh = self
+                .memo
+                .visit(self.known_hash, &self.known, &next, &self.unknown);
+            if fresh {
+                self.unplaced_unknown -= 1;
+            } else {
+                self.unknown.remove(s);
+            }
+            fresh
+        };
+        if fresh {
+            self.stack
+                .push((p, std::mem::replace(&mut self.state, next)));
+            self.list.lift(p);
+        }
+        fresh
+    }
+
+    /// Notes a dead end at `p`'s return if it is the deepest so far, by
+    /// answered operations placed; unknown-outcome operations that trail
+    /// the prefix explain nothing and are left out.
+    fn record_dead_end(&mut self, p: usize) {
+        if self.best.as_ref().is_some_and(|b| self.placed_known <= b.0) {
+            return;
+        }
+        let mut prefix: Vec<usize> = self.stack.iter().map(|f| f.0).collect();
+        while prefix.last().is_some_and(|&q| !self.answered[q]) {
+            prefix.pop();
+        }
+        self.best = Some((self.placed_known, prefix, p));
+    }
+
+    /// Undoes the last choice and returns it; a stutter undone means its
+    /// parent configuration failed too (see [`stutters`]), so that choice
+    /// is undone as well. `None` when there is nothing left to undo.
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            let (q, before) = self.stack.pop()?;
+            self.state = before;
+            self.list.unlift(q);
+            let s = self.slot[q];
+            if self.answered[q] {
+                self.known.remove(s);
+                self.known_hash ^= zobrist(s);
+                self.placed_known -= 1;
+            } else {
+                self.unknown.remove(s);
+                self.unplaced_unknown += 1;
+            }
+            if !self.stutter[q] {
+                return Some(q);
+            }
+        }
     }
 }
 
@@ -156,218 +298,5 @@ pub(crate) fn search<M: Model>(
     ids: &[OpId],
     meter: &mut Meter,
 ) -> Found {
-    // Unknown-outcome reads are invisible either way: drop them.
-    let ops: Vec<OpId> = ids
-        .iter()
-        .copied()
-        .filter(|&id| history[id].output().is_some() || !model.is_read_only(&history[id].input))
-        .collect();
-    let n = ops.len();
-    // Local slots: known ops numbered 0.., unknown ones 0.. separately.
-    let mut slot = Vec::with_capacity(n);
-    let (mut n_known, mut n_unknown) = (0, 0);
-    let mut returns: Vec<u64> = Vec::new();
-    for &id in &ops {
-        if let Some(r) = history[id].ret() {
-            slot.push(n_known);
-            n_known += 1;
-            returns.push(r);
-        } else {
-            slot.push(n_unknown);
-            n_unknown += 1;
-        }
-    }
-    returns.sort_unstable();
-    let mut events = Vec::with_capacity(n + n_known);
-    for (p, &id) in ops.iter().enumerate() {
-        let op = &history[id];
-        match op.ret() {
-            Some(r) => {
-                events.push(((op.call, 0, p), Entry::Call(p)));
-                events.push(((r, 2, p), Entry::Return(p)));
-            }
-            None => {
-                let i = returns.partition_point(|&t| t < op.call);
-                let at = returns.get(i).copied().unwrap_or(u64::MAX);
-                events.push(((at, 1, p), Entry::Call(p)));
-            }
-        }
-    }
-    let mut list = Entries::new(n, events);
-    let twin = twins::<M>(history, &ops);
-    let stutter = stutters(model, history, &ops);
-
-    let mut memo = Memo::new();
-    let mut known = Bitset::new(n_known);
-    let mut unknown = Bitset::new(n_unknown);
-    let mut known_hash = 0u64;
-    let mut placed_known = 0;
-    let mut state = model.init();
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut best: Option<(usize, Vec<usize>, usize)> = None;
-    let mut entry = list.next[HEAD];
-
-    while placed_known < n_known {
-        if let Some(spent) = meter.tick(memo.len()) {
-            return Found::Exhausted(spent);
-        }
-        match list.kind[entry] {
-            Entry::Call(p) => {
-                let op = &history[ops[p]];
-                let is_known = op.output().is_some();
-                let mut placed = false;
-                // Identical unknown operations are used in call order.
-                let waits = twin[p].is_some_and(|t| !unknown.contains(slot[t]));
-                let next = (!waits)
-                    .then(|| model.step(&state, &op.input, op.output()))
-                    .flatten()
-                    .filter(|next| {
-                        !masks_last(model, history, &ops, &stack, &op.input, op.output(), next)
-                    });
-                if let Some(next) = next {
-                    let fresh = if is_known {
-                        known.insert(slot[p]);
-                        let h = known_hash ^ zobrist(slot[p]);
-                        let fresh = memo.visit(h, &known, &next, &unknown);
-                        if fresh {
-                            known_hash = h;
-                        } else {
-                            known.remove(slot[p]);
-                        }
-                        fresh
-                    } else {
-                        unknown.insert(slot[p]);
-                        let fresh = memo.visit(known_hash, &known, &next, &unknown);
-                        if !fresh {
-                            unknown.remove(slot[p]);
-                        }
-                        fresh
-                    };
-                    if fresh {
-                        stack.push((p, std::mem::replace(&mut state, next)));
-                        list.lift(p);
-                        placed_known += usize::from(is_known);
-                        entry = list.next[HEAD];
-                        placed = true;
-                    }
-                }
-                if !placed {
-                    entry = list.next[entry];
-                }
-            }
-            Entry::Return(p) => {
-                // The deepest dead end by answered operations placed, without
-                // the unknown-outcome ones that trail it (they explain nothing).
-                if best.as_ref().is_none_or(|b| placed_known > b.0) {
-                    let mut prefix: Vec<usize> = stack.iter().map(|f| f.0).collect();
-                    while prefix
-                        .last()
-                        .is_some_and(|&q| history[ops[q]].output().is_none())
-                    {
-                        prefix.pop();
-                    }
-                    best = Some((placed_known, prefix, p));
-                }
-                // Undo the last choice. A stutter undone means its parent
-                // configuration failed too (see `stutters`): undo that as well.
-                loop {
-                    let Some((q, before)) = stack.pop() else {
-                        let (_, prefix, blocked) = best.expect("recorded just above");
-                        return Found::Illegal {
-                            prefix: prefix.into_iter().map(|p| ops[p]).collect(),
-                            blocked: ops[blocked],
-                        };
-                    };
-                    state = before;
-                    list.unlift(q);
-                    if history[ops[q]].output().is_some() {
-                        known.remove(slot[q]);
-                        known_hash ^= zobrist(slot[q]);
-                        placed_known -= 1;
-                    } else {
-                        unknown.remove(slot[q]);
-                    }
-                    if !stutter[q] {
-                        entry = list.next[list.call_of[q]];
-                        break;
-                    }
-                }
-            }
-            Entry::Head | Entry::Tail => {
-                unreachable!("a known operation's return is always ahead in the list")
-            }
-        }
-    }
-    Found::Linearizable(stack.into_iter().map(|f| ops[f.0]).collect())
-}
-
-/// Whether placing an operation that leads to `next` right after the
-/// unknown-outcome operation on top of `stack` would give the same state as
-/// placing it instead of that one: then the unknown operation's effect is
-/// masked, and the configuration reached is dominated by the one without it
-/// (same answered set and state, fewer unknowns placed), which the search
-/// meets by placing this operation first. Pruning this move keeps runs of
-/// lost blind writes (put, delete) from being explored in every subset.
-fn masks_last<M: Model>(
-    model: &M,
-    history: &[Operation<M::Input, M::Output>],
-    ops: &[OpId],
-    stack: &[(usize, M::State)],
-    input: &M::Input,
-    output: Option<&M::Output>,
-    next: &M::State,
-) -> bool {
-    match stack.last() {
-        Some((q, before)) if history[ops[*q]].output().is_none() => {
-            model.step(before, input, output).as_ref() == Some(next)
-        }
-        _ => false,
-    }
-}
-
-/// For each unknown-outcome operation, the latest one called before it with
-/// the same input, if any. Such twins have the same effect wherever they
-/// are placed, and the earlier is a candidate wherever the later is (an
-/// unknown operation stays a candidate from its call on), so a linearization
-/// using the later one alone can use the earlier instead: the search places
-/// twins in call order only. Without this, every choice of which of many
-/// lost `delete k` took effect would be explored separately.
-fn twins<M: Model>(history: &[Operation<M::Input, M::Output>], ops: &[OpId]) -> Vec<Option<usize>> {
-    let mut unknown: Vec<usize> = (0..ops.len())
-        .filter(|&p| history[ops[p]].output().is_none())
-        .collect();
-    unknown.sort_by_key(|&p| (history[ops[p]].call, p));
-    let mut twin = vec![None; ops.len()];
-    for (i, &p) in unknown.iter().enumerate() {
-        let input = &history[ops[p]].input;
-        twin[p] = unknown[..i]
-            .iter()
-            .rev()
-            .copied()
-            .find(|&q| history[ops[q]].input == *input);
-    }
-    twin
-}
-
-/// Which operations are stutters: answered, and with that answer they never
-/// change the state (reads, a cas that did not match, ...). Placing a
-/// stutter as soon as it is a candidate and fits is never worse than
-/// placing it later: moving it earlier keeps every state of a linearization
-/// and every real-time constraint (those that must precede it are already
-/// placed, or it would not be a candidate). So if the configuration after
-/// placing it fails, the one before fails too, and the search backtracks
-/// past both. Without this, a failed branch is retried with every subset of
-/// the concurrent reads placed.
-fn stutters<M: Model>(
-    model: &M,
-    history: &[Operation<M::Input, M::Output>],
-    ops: &[OpId],
-) -> Vec<bool> {
-    ops.iter()
-        .map(|&id| {
-            let op = &history[id];
-            op.output()
-                .is_some_and(|out| model.is_stutter(&op.input, out))
-        })
-        .collect()
+    Search::new(model, history, ids).run(meter)
 }
