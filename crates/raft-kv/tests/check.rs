@@ -415,6 +415,14 @@ fn exhausted_budget_is_unknown() {
         }
         v => panic!("expected unknown, got {v:?}"),
     }
+    let tiny_memo = Budget {
+        memo_bytes: Some(1),
+        ..Budget::default()
+    };
+    match check_kv(&h, &tiny_memo) {
+        Verdict::Unknown(out) => assert_eq!(out.limit, Exhausted::Memo(1)),
+        v => panic!("expected unknown, got {v:?}"),
+    }
     let v = check_kv(&h, &Budget::default());
     if let Verdict::Illegal(cx) = &v {
         panic!(

@@ -184,8 +184,19 @@ impl<S: Clone + Eq + Hash> Memo<S> {
     }
 
     /// Configurations stored.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.u_next.len()
+    }
+
+    /// Memory held, in bytes (states counted by their inline size only).
+    pub(crate) fn bytes(&self) -> usize {
+        let words = self.known.capacity() + self.unknown.capacity();
+        let index = self.index.capacity() * (8 + 4);
+        words * 8
+            + self.nodes.capacity() * std::mem::size_of::<Node<S>>()
+            + self.u_next.capacity() * 4
+            + index
     }
 }
 

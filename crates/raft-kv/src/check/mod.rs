@@ -46,18 +46,18 @@ pub struct Budget {
     pub time: Option<Duration>,
     /// Search steps limit (deterministic).
     pub steps: Option<u64>,
-    /// Memo entries limit per partition (bounds memory; each entry holds a
-    /// model state and two small bitsets).
-    pub memo_entries: Option<usize>,
+    /// Memory limit for the memo of one partition, in bytes (its bitsets
+    /// and states, not what the states point to).
+    pub memo_bytes: Option<usize>,
 }
 
 impl Default for Budget {
-    /// 10 s and 4 million memo entries (about a gigabyte at worst).
+    /// 10 s and a 512 MiB memo.
     fn default() -> Self {
         Budget {
             time: Some(Duration::from_secs(10)),
             steps: None,
-            memo_entries: Some(4_000_000),
+            memo_bytes: Some(512 << 20),
         }
     }
 }
@@ -68,7 +68,7 @@ impl Budget {
         Budget {
             time: None,
             steps: Some(steps),
-            memo_entries: None,
+            memo_bytes: None,
         }
     }
 
@@ -77,7 +77,7 @@ impl Budget {
         Budget {
             time: Some(time),
             steps: None,
-            memo_entries: None,
+            memo_bytes: None,
         }
     }
 }
@@ -124,7 +124,7 @@ pub enum Exhausted {
     Time(Duration),
     /// The step limit.
     Steps(u64),
-    /// The memo size limit.
+    /// The memo size limit, in bytes.
     Memo(usize),
 }
 
@@ -178,7 +178,7 @@ pub fn check_with_stats<M: Model>(
         start,
         deadline: budget.time.map(|t| start + t),
         max_steps: budget.steps,
-        max_memo: budget.memo_entries,
+        max_memo: budget.memo_bytes,
         steps: 0,
     };
     let mut parts = model.partition(history);

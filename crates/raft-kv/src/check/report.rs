@@ -180,7 +180,7 @@ pub fn explain_unknown(out: &OutOfBudget) -> String {
     let limit = match out.limit {
         Exhausted::Time(t) => format!("the time budget ({t:?})"),
         Exhausted::Steps(n) => format!("the step budget ({n} steps)"),
-        Exhausted::Memo(n) => format!("the memo budget ({n} entries)"),
+        Exhausted::Memo(n) => format!("the memo budget ({} MiB)", n >> 20),
     };
     format!(
         "verdict unknown: {limit} ran out in {} ({} operations) after {} of {} partitions were found linearizable; \

@@ -55,7 +55,7 @@ pub(crate) struct Meter {
 
 impl Meter {
     /// Counts one step; every 1024 steps compares with the limits.
-    fn tick(&mut self, memo_len: usize) -> Option<Exhausted> {
+    fn tick(&mut self, memo_bytes: usize) -> Option<Exhausted> {
         self.steps += 1;
         if let Some(max) = self.max_steps {
             if self.steps > max {
@@ -64,7 +64,7 @@ impl Meter {
         }
         if self.steps.is_multiple_of(1024) {
             if let Some(max) = self.max_memo {
-                if memo_len > max {
+                if memo_bytes > max {
                     return Some(Exhausted::Memo(max));
                 }
             }
@@ -162,7 +162,7 @@ impl<'a, M: Model> Search<'a, M> {
         // operations first, then unknown ones.
         let mut unknown_pass = false;
         while self.placed_known < self.n_known {
-            if let Some(spent) = meter.tick(self.memo.len()) {
+            if let Some(spent) = meter.tick(self.memo.bytes()) {
                 return Found::Exhausted(spent);
             }
             match self.list.kind[entry] {
