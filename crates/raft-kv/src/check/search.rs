@@ -10,7 +10,8 @@
 //! of the list and starts over. Reaching a return means its operation must
 //! already have taken effect and has not: the last choice is undone (its
 //! entries go back into the list, dancing-links style) and the scan goes on
-//! past it. A configuration seen before is skipped (see [`super::memo`]).
+//! after the undone call. A configuration seen before is skipped (see
+//! [`super::memo`]).
 //!
 //! Operations with unknown outcome have a call and no return: nothing forces
 //! them, and the search is done once every operation with a known answer is
