@@ -415,6 +415,11 @@ fn exhausted_budget_is_unknown() {
         }
         v => panic!("expected unknown, got {v:?}"),
     }
+    // A deadline already passed is noticed at the first time check.
+    match check_kv(&h, &Budget::time(std::time::Duration::ZERO)) {
+        Verdict::Unknown(out) => assert_eq!(out.limit, Exhausted::Time(std::time::Duration::ZERO)),
+        v => panic!("expected unknown, got {v:?}"),
+    }
     let tiny_memo = Budget {
         memo_bytes: Some(1),
         ..Budget::default()
