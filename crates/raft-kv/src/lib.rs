@@ -22,6 +22,9 @@
 //!   follows the leader, retries with the same number, ends each call by a
 //!   deadline.
 //! - [`api`]: what travels between clerks and servers, with typed errors.
+//! - [`check`]: the linearizability checker every recorded history goes
+//!   through (Wing–Gong/Lowe search with memoisation, partitioned by key),
+//!   with an HTML picture of any history it refuses.
 //!
 //! # Example
 //!
@@ -73,6 +76,7 @@
 //! ```
 
 pub mod api;
+pub mod check;
 pub mod clerk;
 pub mod command;
 pub mod node;
