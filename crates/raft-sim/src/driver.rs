@@ -15,6 +15,16 @@ use crate::network::Fate;
 use crate::sim::{derive_seed, Ev, Seen, Sim, TICK};
 use crate::trace::Event;
 
+/// Bytes `m` takes on the wire: one version byte (so a peer on another
+/// encoding refuses it clearly instead of misreading it), then its postcard
+/// encoding.
+fn wire_size(m: &Message) -> u64 {
+    let size = postcard::ser_flavors::Size::default();
+    // Every raft-core message encodes; a failure would only undercount.
+    let body = postcard::serialize_with_flavor::<_, _, usize>(m, size).map_or(0, |n| n as u64);
+    1 + body
+}
+
 impl<F: StorageFactory> Sim<F> {
     /// Acts on every Ready node `id` has, then checks the invariants.
     pub(crate) fn drive(&mut self, id: NodeId) -> Result<(), SimError> {
@@ -116,7 +126,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Puts one message on the network.
     fn send(&mut self, m: Message) {
-        let bytes = bincode::serialized_size(&m).unwrap_or(0);
+        let bytes = wire_size(&m);
         let (from, to, kind) = (m.from, m.to, m.body.kind());
         let fate = self.net.route(&mut self.rng, self.now, &m, bytes);
         if self.tracer.wants_messages() {

@@ -36,7 +36,7 @@ pub struct Counters {
     pub sent: Vec<u64>,
     /// Requests delivered, per receiver (the lab's `rpcCount(i)`).
     pub delivered: Vec<u64>,
-    /// Bincode-encoded bytes of every request sent (the lab's `bytesTotal`).
+    /// Encoded bytes of every request sent, version byte included (the lab's `bytesTotal`).
     pub bytes: u64,
     /// Replies sent.
     pub replies: u64,
