@@ -66,6 +66,7 @@ fn random_faults<F: StorageFactory>(c: &mut Cluster<F>) -> LinkFaults {
         drop,
         duplicate,
         delay_ms,
+        ..LinkFaults::default()
     }
 }
 
@@ -116,6 +117,7 @@ fn inject_fault<F: StorageFactory>(
                         drop: 0.05,
                         duplicate: 0.05,
                         delay_ms: (0, 20),
+                        ..LinkFaults::default()
                     };
                     c.sim_mut().set_faults(from, to, f);
                 }

@@ -6,7 +6,7 @@
 //! and the core's promise of one reply per request (in the Ready right after
 //! it) is checked here too.
 
-use raft_core::{persist, Config, Message, NodeId, Ready, Storage};
+use raft_core::{persist, Config, Message, NodeId, Ready, Role, Storage};
 
 use crate::clock::Time;
 use crate::error::{FailureKind, SimError};
@@ -141,14 +141,19 @@ impl<F: StorageFactory> Sim<F> {
                     msg: kind,
                     bytes,
                 },
+                Fate::Held => Event::Held { to, msg: kind },
             };
             self.record(Some(from), ev);
         }
-        if let Fate::Deliver(times) = fate {
-            for &t in &times[1..] {
-                self.queue.push(t, Ev::Deliver(m.clone()));
+        match fate {
+            Fate::Deliver(times) => {
+                for &t in &times[1..] {
+                    self.queue.push(t, Ev::Deliver(m.clone()));
+                }
+                self.queue.push(times[0], Ev::Deliver(m));
             }
-            self.queue.push(times[0], Ev::Deliver(m));
+            Fate::Held => self.net.wait(m),
+            Fate::Lost(_) => {}
         }
     }
 
@@ -162,6 +167,14 @@ impl<F: StorageFactory> Sim<F> {
         let last_term = node.term_at(st.last_index);
         if let Err(what) = self.checker.after_event(id, &st, last_term) {
             return Err(self.fail(FailureKind::Invariant { node: id, what }));
+        }
+        if st.role == Role::Leader {
+            for peer in (1..=self.n() as NodeId).filter(|&p| p != id) {
+                let m = node.match_index(peer).unwrap_or(0);
+                if let Err(what) = self.checker.check_match(id, st.term, peer, m) {
+                    return Err(self.fail(FailureKind::Invariant { node: id, what }));
+                }
+            }
         }
         let seen = self.seen[i];
         if st.role != seen.role {

@@ -91,6 +91,11 @@ fn summary(c: &Cluster<MemFactory>, out: &mut String) {
     );
     let _ = writeln!(
         out,
+        "late arrivals: {} messages long-delayed, {} replies and {} requests delivered into a later term",
+        k.long_delayed, k.late_replies, k.late_requests
+    );
+    let _ = writeln!(
+        out,
         "events: {}, virtual time {} ms",
         sim.events(),
         sim.now() / 1_000

@@ -16,8 +16,9 @@ use crate::app::Apps;
 use crate::clock::{as_ms, EventQueue, Time, MS};
 use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
+use crate::hold::{Hold, HoldId};
 use crate::invariants::Checker;
-use crate::network::{LinkFaults, Network};
+use crate::network::{LinkFaults, LongDelay, Network};
 use crate::timeline;
 use crate::trace::{Event, Record, Tracer};
 
@@ -181,6 +182,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Runs the next event. Returns the task to poll when it was a wake-up.
     pub fn step(&mut self) -> Result<Option<u64>, SimError> {
+        self.release_held();
         let Some((time, ev)) = self.queue.pop() else {
             return Ok(None);
         };
@@ -191,6 +193,24 @@ impl<F: StorageFactory> Sim<F> {
             Ev::Deliver(m) => self.on_deliver(m)?,
         }
         Ok(None)
+    }
+
+    /// Puts on the wire every held message whose addressee now leads in a
+    /// later term than the message's, over a link that is up.
+    fn release_held(&mut self) {
+        if self.net.waiting() == 0 {
+            return;
+        }
+        let nodes = &self.nodes;
+        let go = self.net.release(|m| {
+            nodes[m.to as usize - 1]
+                .as_ref()
+                .is_some_and(|n| n.is_leader() && n.term() > m.term)
+        });
+        for m in go {
+            let at = self.now + self.rng.gen_range(100..1_000);
+            self.queue.push(at, Ev::Deliver(m));
+        }
     }
 
     fn on_tick(&mut self, id: NodeId, incarnation: u64) -> Result<(), SimError> {
@@ -235,7 +255,8 @@ impl<F: StorageFactory> Sim<F> {
             return Ok(());
         }
         self.events += 1;
-        self.net.count_delivery(to, &m);
+        let term = self.nodes[i].as_ref().map_or(0, |n| n.term());
+        self.net.count_delivery(to, term, &m);
         if self.tracer.wants_messages() {
             self.record(Some(to), Event::Deliver { from, msg: kind });
         }
@@ -352,9 +373,48 @@ impl<F: StorageFactory> Sim<F> {
         self.record(Some(from), ev);
     }
 
-    /// Clears the faults of every link.
+    /// Clears the faults of every link (holds and the global long delay stay).
     pub fn clear_faults(&mut self) {
         self.net.clear_faults();
+    }
+
+    /// Sets the long delay applied on every link.
+    pub fn set_long_delay(&mut self, d: LongDelay) {
+        self.net.long_delay = d;
+        let ev = Event::LongDelay {
+            pct: (d.probability * 100.0).round() as u32,
+            max_ms: d.delay_ms.1,
+        };
+        self.record(None, ev);
+    }
+
+    /// Starts holding the messages `hold` picks (see [`crate::hold`]).
+    pub fn hold(&mut self, hold: Hold) -> HoldId {
+        self.net.hold(hold)
+    }
+
+    /// Stops hold `id` from catching more; what it caught keeps waiting.
+    pub fn stop_hold(&mut self, id: HoldId) {
+        self.net.stop_hold(id);
+    }
+
+    /// Messages hold `id` has caught so far.
+    pub fn hold_caught(&self, id: HoldId) -> u64 {
+        self.net.hold_caught(id)
+    }
+
+    /// Messages still waiting for their addressee to lead in a later term.
+    pub fn waiting(&self) -> usize {
+        self.net.waiting()
+    }
+
+    /// Lets every waiting message whose link is up go now, whoever leads.
+    pub fn release_all(&mut self) {
+        let go = self.net.release(|_| true);
+        for m in go {
+            let at = self.now + self.rng.gen_range(100..1_000);
+            self.queue.push(at, Ev::Deliver(m));
+        }
     }
 
     /// Node `id`, if it is up.
