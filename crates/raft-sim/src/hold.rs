@@ -131,6 +131,13 @@ impl Holds {
         self.rules[id.0].active = false;
     }
 
+    /// Stops every rule from catching more.
+    pub fn stop_all(&mut self) {
+        for r in &mut self.rules {
+            r.active = false;
+        }
+    }
+
     /// Messages caught by rule `id` so far.
     pub fn caught(&self, id: HoldId) -> u64 {
         self.rules[id.0].caught

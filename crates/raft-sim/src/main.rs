@@ -140,8 +140,15 @@ fn main() -> anyhow::Result<()> {
     match outcome {
         Ok(r) => {
             println!(
-                "faults: {} crashes, {} restarts, {} partitions, {} link faults, {} mode changes",
-                r.crashes, r.restarts, r.partitions, r.link_faults, r.mode_changes
+                "faults: {} crashes, {} restarts, {} partitions, {} link faults, {} mode changes, \
+                 {} long delays, {} holds",
+                r.crashes,
+                r.restarts,
+                r.partitions,
+                r.link_faults,
+                r.mode_changes,
+                r.long_delays,
+                r.holds
             );
             println!(
                 "commands acknowledged: {}, final command at index {} on all nodes",

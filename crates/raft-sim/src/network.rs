@@ -209,6 +209,11 @@ impl Network {
         self.holds.stop(id);
     }
 
+    /// Stops every hold from catching more.
+    pub fn stop_holds(&mut self) {
+        self.holds.stop_all();
+    }
+
     /// Messages hold `id` has caught so far.
     pub fn hold_caught(&self, id: HoldId) -> u64 {
         self.holds.caught(id)

@@ -398,6 +398,11 @@ impl<F: StorageFactory> Sim<F> {
         self.net.stop_hold(id);
     }
 
+    /// Stops every hold from catching more; what they caught keeps waiting.
+    pub fn stop_holds(&mut self) {
+        self.net.stop_holds();
+    }
+
     /// Messages hold `id` has caught so far.
     pub fn hold_caught(&self, id: HoldId) -> u64 {
         self.net.hold_caught(id)
