@@ -177,6 +177,8 @@ impl<F: StorageFactory> Sim<F> {
             }
         }
         let seen = self.seen[i];
+        self.stats
+            .on_change((seen.role, seen.term), (st.role, st.term));
         if st.role != seen.role {
             let ev = Event::Role {
                 from: seen.role,

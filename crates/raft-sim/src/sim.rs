@@ -19,6 +19,7 @@ use crate::factory::StorageFactory;
 use crate::hold::{Hold, HoldId};
 use crate::invariants::Checker;
 use crate::network::{LinkFaults, LongDelay, Network};
+use crate::stats::Stats;
 use crate::timeline;
 use crate::trace::{Event, Record, Tracer};
 
@@ -95,6 +96,7 @@ pub struct Sim<F: StorageFactory> {
     pub(crate) tracer: Tracer,
     pub(crate) seen: Vec<Seen>,
     pub(crate) events: u64,
+    pub(crate) stats: Stats,
     /// Set after a request is stepped: its sender, its kind, and whether the
     /// node may ignore it; checked against the next Ready.
     pub(crate) awaiting_reply: Option<(NodeId, &'static str, bool)>,
@@ -128,6 +130,7 @@ impl<F: StorageFactory> Sim<F> {
                 n
             ],
             events: 0,
+            stats: Stats::default(),
             awaiting_reply: None,
             cfg,
         };
@@ -160,6 +163,11 @@ impl<F: StorageFactory> Sim<F> {
     /// Events processed so far (deliveries, ticks, proposals, crashes, restarts).
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Elections, leaders and terms so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// Time of the next queued event.
