@@ -152,7 +152,10 @@ impl<F: StorageFactory> Sim<F> {
                 }
                 self.queue.push(times[0], Ev::Deliver(m));
             }
-            Fate::Held => self.net.wait(m),
+            Fate::Held => {
+                self.net.wait(m);
+                self.holds_dirty = true;
+            }
             Fate::Lost(_) => {}
         }
     }
@@ -179,6 +182,9 @@ impl<F: StorageFactory> Sim<F> {
         let seen = self.seen[i];
         self.stats
             .on_change((seen.role, seen.term), (st.role, st.term));
+        if (st.role, st.term) != (seen.role, seen.term) {
+            self.holds_dirty = true;
+        }
         if st.role != seen.role {
             let ev = Event::Role {
                 from: seen.role,

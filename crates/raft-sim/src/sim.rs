@@ -97,6 +97,9 @@ pub struct Sim<F: StorageFactory> {
     pub(crate) seen: Vec<Seen>,
     pub(crate) events: u64,
     pub(crate) stats: Stats,
+    /// A role, term or link changed, or a message was held, since held
+    /// messages were last looked at.
+    pub(crate) holds_dirty: bool,
     /// Set after a request is stepped: its sender, its kind, and whether the
     /// node may ignore it; checked against the next Ready.
     pub(crate) awaiting_reply: Option<(NodeId, &'static str, bool)>,
@@ -131,6 +134,7 @@ impl<F: StorageFactory> Sim<F> {
             ],
             events: 0,
             stats: Stats::default(),
+            holds_dirty: false,
             awaiting_reply: None,
             cfg,
         };
@@ -206,7 +210,7 @@ impl<F: StorageFactory> Sim<F> {
     /// Puts on the wire every held message whose addressee now leads in a
     /// later term than the message's, over a link that is up.
     fn release_held(&mut self) {
-        if self.net.waiting() == 0 {
+        if !std::mem::take(&mut self.holds_dirty) || self.net.waiting() == 0 {
             return;
         }
         let nodes = &self.nodes;
@@ -331,6 +335,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Connects (`true`) or disconnects node `id` from the network.
     pub fn set_connected(&mut self, id: NodeId, up: bool) {
+        self.holds_dirty = true;
         if self.net.is_connected(id) != up {
             self.net.set_connected(id, up);
             let ev = if up {
@@ -344,6 +349,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Splits the cluster: `group[i]` is the group of node `i + 1`.
     pub fn partition(&mut self, group: Vec<u32>) {
+        self.holds_dirty = true;
         self.net.partition(group.clone());
         for (i, g) in group.into_iter().enumerate() {
             self.record(Some(i as NodeId + 1), Event::Group { group: g });
@@ -352,6 +358,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Removes all partitions.
     pub fn heal(&mut self) {
+        self.holds_dirty = true;
         self.net.heal();
         self.record(None, Event::Heal);
     }
