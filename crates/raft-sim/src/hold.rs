@@ -1,5 +1,6 @@
 //! Targeted holds: keep chosen messages back until a condition holds, so
-//! that requests and replies arrive terms after they were sent.
+//! that requests and replies arrive terms after they were sent. The network
+//! catches them ([`crate::network`]); the simulator lets them go.
 //!
 //! A random [`LongDelay`](crate::network::LongDelay) makes such late
 //! arrivals happen by chance; a [`Hold`] makes one happen on purpose, for
@@ -9,6 +10,10 @@
 //! node tests that rule.
 
 use raft_core::{Message, NodeId};
+use rand::Rng;
+
+use crate::factory::StorageFactory;
+use crate::sim::{Ev, Sim};
 
 /// Which messages a hold or a long delay applies to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -175,6 +180,64 @@ impl Holds {
     pub fn wait_longer(&mut self, mut older: Vec<Message>) {
         older.append(&mut self.waiting);
         self.waiting = older;
+    }
+}
+
+/// Holds, as the simulator offers them.
+impl<F: StorageFactory> Sim<F> {
+    /// Starts holding the messages `hold` picks.
+    pub fn hold(&mut self, hold: Hold) -> HoldId {
+        self.net.hold(hold)
+    }
+
+    /// Stops hold `id` from catching more; what it caught keeps waiting.
+    pub fn stop_hold(&mut self, id: HoldId) {
+        self.net.stop_hold(id);
+    }
+
+    /// Stops every hold from catching more; what they caught keeps waiting.
+    pub fn stop_holds(&mut self) {
+        self.net.stop_holds();
+    }
+
+    /// Messages hold `id` has caught so far.
+    pub fn hold_caught(&self, id: HoldId) -> u64 {
+        self.net.hold_caught(id)
+    }
+
+    /// Messages still waiting for their addressee to lead in a later term.
+    pub fn waiting(&self) -> usize {
+        self.net.waiting()
+    }
+
+    /// Lets every waiting message whose link is up go now, whoever leads.
+    pub fn release_all(&mut self) {
+        let go = self.net.release(|_| true);
+        self.put_on_wire(go);
+    }
+
+    /// Puts on the wire every waiting message whose addressee now leads in
+    /// a later term than the message's, over a link that is up. Looks only
+    /// when a role, term or link changed or a message was held since.
+    pub(crate) fn release_held(&mut self) {
+        if !std::mem::take(&mut self.holds_dirty) || self.net.waiting() == 0 {
+            return;
+        }
+        let nodes = &self.nodes;
+        let go = self.net.release(|m| {
+            nodes[m.to as usize - 1]
+                .as_ref()
+                .is_some_and(|n| n.is_leader() && n.term() > m.term)
+        });
+        self.put_on_wire(go);
+    }
+
+    /// Delivers released messages with a reliable link's latency.
+    fn put_on_wire(&mut self, go: Vec<Message>) {
+        for m in go {
+            let at = self.now + self.rng.gen_range(100..1_000);
+            self.queue.push(at, Ev::Deliver(m));
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! timeouts, and [`Hold`] rules hold chosen messages on purpose: both
 //! deliver requests and replies into later terms.
 
-use raft_core::{Message, NodeId};
+use raft_core::{Message, NodeId, Term};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -86,7 +86,7 @@ pub struct Counters {
     pub dropped: u64,
     /// Extra copies delivered.
     pub duplicated: u64,
-    /// Messages given a long delay (random, or a hold's fixed time).
+    /// Messages given a random long delay.
     pub long_delayed: u64,
     /// Messages caught by a [`Hold`] rule.
     pub held: u64,
@@ -242,7 +242,7 @@ impl Network {
     }
 
     /// Counts a message delivered to `to`, whose current term is `term`.
-    pub fn count_delivery(&mut self, to: NodeId, term: raft_core::Term, msg: &Message) {
+    pub fn count_delivery(&mut self, to: NodeId, term: Term, msg: &Message) {
         let reply = msg.body.is_reply();
         if !reply {
             self.counters.delivered[to as usize - 1] += 1;

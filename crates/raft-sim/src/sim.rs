@@ -16,7 +16,6 @@ use crate::app::Apps;
 use crate::clock::{as_ms, EventQueue, Time, MS};
 use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
-use crate::hold::{Hold, HoldId};
 use crate::invariants::Checker;
 use crate::network::{LinkFaults, LongDelay, Network};
 use crate::stats::Stats;
@@ -207,24 +206,6 @@ impl<F: StorageFactory> Sim<F> {
         Ok(None)
     }
 
-    /// Puts on the wire every held message whose addressee now leads in a
-    /// later term than the message's, over a link that is up.
-    fn release_held(&mut self) {
-        if !std::mem::take(&mut self.holds_dirty) || self.net.waiting() == 0 {
-            return;
-        }
-        let nodes = &self.nodes;
-        let go = self.net.release(|m| {
-            nodes[m.to as usize - 1]
-                .as_ref()
-                .is_some_and(|n| n.is_leader() && n.term() > m.term)
-        });
-        for m in go {
-            let at = self.now + self.rng.gen_range(100..1_000);
-            self.queue.push(at, Ev::Deliver(m));
-        }
-    }
-
     fn on_tick(&mut self, id: NodeId, incarnation: u64) -> Result<(), SimError> {
         let i = id as usize - 1;
         if incarnation != self.incarnation[i] {
@@ -401,40 +382,6 @@ impl<F: StorageFactory> Sim<F> {
             max_ms: d.delay_ms.1,
         };
         self.record(None, ev);
-    }
-
-    /// Starts holding the messages `hold` picks (see [`crate::hold`]).
-    pub fn hold(&mut self, hold: Hold) -> HoldId {
-        self.net.hold(hold)
-    }
-
-    /// Stops hold `id` from catching more; what it caught keeps waiting.
-    pub fn stop_hold(&mut self, id: HoldId) {
-        self.net.stop_hold(id);
-    }
-
-    /// Stops every hold from catching more; what they caught keeps waiting.
-    pub fn stop_holds(&mut self) {
-        self.net.stop_holds();
-    }
-
-    /// Messages hold `id` has caught so far.
-    pub fn hold_caught(&self, id: HoldId) -> u64 {
-        self.net.hold_caught(id)
-    }
-
-    /// Messages still waiting for their addressee to lead in a later term.
-    pub fn waiting(&self) -> usize {
-        self.net.waiting()
-    }
-
-    /// Lets every waiting message whose link is up go now, whoever leads.
-    pub fn release_all(&mut self) {
-        let go = self.net.release(|_| true);
-        for m in go {
-            let at = self.now + self.rng.gen_range(100..1_000);
-            self.queue.push(at, Ev::Deliver(m));
-        }
     }
 
     /// Node `id`, if it is up.
