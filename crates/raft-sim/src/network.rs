@@ -394,6 +394,26 @@ mod tests {
     }
 
     #[test]
+    fn holds_and_long_delays_carry_messages_seconds_late() {
+        let mut net = Network::new(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        net.hold(Hold::new(Select::Replies, Release::AfterMs(3_000)).limit(1));
+        assert_eq!(
+            net.route(&mut rng, 0, &reply(2, 1), 1),
+            Fate::Deliver(vec![3_000 * MS])
+        );
+        net.hold(Hold::new(Select::Requests, Release::AddresseeLeadsLater).from(1));
+        assert_eq!(net.route(&mut rng, 0, &request(1, 2), 1), Fate::Held);
+        assert_eq!(net.counters.held, 2);
+        net.long_delay = LongDelay::new(1.0, 1_000, 2_000);
+        let Fate::Deliver(t) = net.route(&mut rng, 0, &reply(2, 1), 1) else {
+            panic!("a long delay lost a message");
+        };
+        assert!((1_000 * MS..=2_001 * MS).contains(&t[0]), "{t:?}");
+        assert_eq!(net.counters.long_delayed, 1);
+    }
+
+    #[test]
     fn unreliable_mode_loses_about_a_tenth() {
         let mut net = Network::new(2);
         net.reliable = false;
