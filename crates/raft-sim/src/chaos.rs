@@ -1,5 +1,6 @@
 //! The chaos schedule: random partitions, crashes, restarts, lossy,
-//! duplicating and reordering links over a long run, with clients proposing
+//! duplicating and reordering links, long delays and held replies that
+//! arrive terms later, over a long run, with clients proposing
 //! throughout; then everything heals, and every command a client saw
 //! committed must be applied, at its index, on every node.
 
@@ -8,7 +9,8 @@ use raft_core::{Index, NodeId};
 use crate::error::SimError;
 use crate::factory::StorageFactory;
 use crate::harness::Cluster;
-use crate::network::LinkFaults;
+use crate::hold::{Hold, Release, Select};
+use crate::network::{LinkFaults, LongDelay};
 use crate::tasks::TaskOutput;
 
 /// How long and how busy a chaos run is.
@@ -50,6 +52,10 @@ pub struct ChaosReport {
     pub link_faults: u64,
     /// Switches of the lab's unreliable or long-reordering mode.
     pub mode_changes: u64,
+    /// Times the long delay on every link was switched on.
+    pub long_delays: u64,
+    /// Holds set on a follower's replies to the leader.
+    pub holds: u64,
 }
 
 fn random_faults<F: StorageFactory>(c: &mut Cluster<F>) -> LinkFaults {
@@ -62,21 +68,39 @@ fn random_faults<F: StorageFactory>(c: &mut Cluster<F>) -> LinkFaults {
     } else {
         (0, c.rand_below(50))
     };
+    // One link in five sometimes holds a message for several election
+    // timeouts, so it arrives terms later.
+    let long_delay = if c.rand_below(5) == 0 {
+        let p = (1 + c.rand_below(20)) as f64 / 100.0;
+        LongDelay::new(p, 500, 1_000 + c.rand_below(4_000))
+    } else {
+        LongDelay::default()
+    };
     LinkFaults {
         drop,
         duplicate,
         delay_ms,
+        long_delay,
     }
 }
 
-/// One random fault: crash, disconnect, partition, faulty links, lab modes.
+/// The leader of the newest term among running nodes, if any.
+fn leader<F: StorageFactory>(c: &Cluster<F>) -> Option<NodeId> {
+    (1..=c.n() as NodeId)
+        .filter_map(|i| c.get_state(i).filter(|&(_, l)| l).map(|(t, _)| (t, i)))
+        .max()
+        .map(|(_, i)| i)
+}
+
+/// One random fault: crash, disconnect, partition, faulty links, lab
+/// modes, long delays, held replies.
 fn inject_fault<F: StorageFactory>(
     c: &mut Cluster<F>,
     r: &mut ChaosReport,
 ) -> Result<(), SimError> {
     let n = c.n() as u64;
     let node = c.rand_below(n) + 1;
-    match c.rand_below(12) {
+    match c.rand_below(14) {
         0..=2 => {
             if c.is_up(node) {
                 c.crash(node);
@@ -86,8 +110,7 @@ fn inject_fault<F: StorageFactory>(
         3 => c.disconnect(node),
         4 => {
             // Hit the leader, as Figure 8 does.
-            let leader = (1..=n).find(|&i| c.get_state(i).is_some_and(|(_, l)| l));
-            if let Some(l) = leader {
+            if let Some(l) = leader(c) {
                 if c.rand_below(2) == 0 {
                     c.crash(l);
                     r.crashes += 1;
@@ -116,6 +139,7 @@ fn inject_fault<F: StorageFactory>(
                         drop: 0.05,
                         duplicate: 0.05,
                         delay_ms: (0, 20),
+                        ..LinkFaults::default()
                     };
                     c.sim_mut().set_faults(from, to, f);
                 }
@@ -127,10 +151,29 @@ fn inject_fault<F: StorageFactory>(
             c.set_unreliable(reliable);
             r.mode_changes += 1;
         }
-        _ => {
+        11 => {
             let long = c.sim().net().long_reordering;
             c.set_long_reordering(!long);
             r.mode_changes += 1;
+        }
+        12 => {
+            // A few messages on every link held one to five seconds.
+            let p = (1 + c.rand_below(5)) as f64 / 100.0;
+            let d = LongDelay::new(p, 1_000, 1_000 + c.rand_below(4_000));
+            c.sim_mut().set_long_delay(d);
+            r.long_delays += 1;
+        }
+        _ => {
+            // A follower's next replies to the leader wait until that node
+            // leads again in a later term.
+            if let Some(l) = leader(c).filter(|&l| l != node) {
+                let hold = Hold::new(Select::Replies, Release::AddresseeLeadsLater)
+                    .from(node)
+                    .to(l)
+                    .limit(1 + c.rand_below(20));
+                c.sim_mut().hold(hold);
+                r.holds += 1;
+            }
         }
     }
     Ok(())
@@ -155,6 +198,7 @@ fn repair_one<F: StorageFactory>(c: &mut Cluster<F>, r: &mut ChaosReport) -> Res
             c.connect(id);
         }
         2 => c.sim_mut().heal(),
+        3 if c.rand_below(2) == 0 => c.sim_mut().set_long_delay(LongDelay::default()),
         _ => c.sim_mut().clear_faults(),
     }
     Ok(())
@@ -184,6 +228,7 @@ pub fn run_chaos<F: StorageFactory>(
         c.run_for(pause)?;
     }
     heal_all(c)?;
+    c.sim_mut().release_all();
     c.stop_clients();
     let mut acked = Vec::new();
     for id in clients {
@@ -207,12 +252,17 @@ pub fn run_chaos<F: StorageFactory>(
     Ok(report)
 }
 
-/// Removes every fault: partitions, link faults, lab modes; restarts and
-/// connects every node.
+/// Removes every fault: partitions, link faults, lab modes, long delays;
+/// restarts and connects every node. Holds stop catching; what they caught
+/// waits until its addressee leads again, or until the run ends.
 pub fn heal_all<F: StorageFactory>(c: &mut Cluster<F>) -> Result<(), SimError> {
     c.sim_mut().heal();
+    c.sim_mut().stop_holds();
     c.sim_mut().clear_faults();
     c.sim_mut().set_network_mode(true, false);
+    if c.sim().net().long_delay != LongDelay::default() {
+        c.sim_mut().set_long_delay(LongDelay::default());
+    }
     for id in 1..=c.n() as NodeId {
         if !c.is_up(id) {
             c.restart(id)?;

@@ -6,7 +6,7 @@
 //! and the core's promise of one reply per request (in the Ready right after
 //! it) is checked here too.
 
-use raft_core::{persist, Config, Message, NodeId, Ready, Storage};
+use raft_core::{persist, Config, Message, NodeId, Ready, Role, Storage};
 
 use crate::clock::Time;
 use crate::error::{FailureKind, SimError};
@@ -14,6 +14,16 @@ use crate::factory::StorageFactory;
 use crate::network::Fate;
 use crate::sim::{derive_seed, Ev, Seen, Sim, TICK};
 use crate::trace::Event;
+
+/// Bytes `m` takes on the wire: one version byte (so a peer on another
+/// encoding refuses it clearly instead of misreading it), then its postcard
+/// encoding.
+fn wire_size(m: &Message) -> u64 {
+    let size = postcard::ser_flavors::Size::default();
+    // Every raft-core message encodes; a failure would only undercount.
+    let body = postcard::serialize_with_flavor::<_, _, usize>(m, size).map_or(0, |n| n as u64);
+    1 + body
+}
 
 impl<F: StorageFactory> Sim<F> {
     /// Acts on every Ready node `id` has, then checks the invariants.
@@ -116,7 +126,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Puts one message on the network.
     fn send(&mut self, m: Message) {
-        let bytes = bincode::serialized_size(&m).unwrap_or(0);
+        let bytes = wire_size(&m);
         let (from, to, kind) = (m.from, m.to, m.body.kind());
         let fate = self.net.route(&mut self.rng, self.now, &m, bytes);
         if self.tracer.wants_messages() {
@@ -131,14 +141,22 @@ impl<F: StorageFactory> Sim<F> {
                     msg: kind,
                     bytes,
                 },
+                Fate::Held => Event::Held { to, msg: kind },
             };
             self.record(Some(from), ev);
         }
-        if let Fate::Deliver(times) = fate {
-            for &t in &times[1..] {
-                self.queue.push(t, Ev::Deliver(m.clone()));
+        match fate {
+            Fate::Deliver(times) => {
+                for &t in &times[1..] {
+                    self.queue.push(t, Ev::Deliver(m.clone()));
+                }
+                self.queue.push(times[0], Ev::Deliver(m));
             }
-            self.queue.push(times[0], Ev::Deliver(m));
+            Fate::Held => {
+                self.net.wait(m);
+                self.holds_dirty = true;
+            }
+            Fate::Lost(_) => {}
         }
     }
 
@@ -153,7 +171,20 @@ impl<F: StorageFactory> Sim<F> {
         if let Err(what) = self.checker.after_event(id, &st, last_term) {
             return Err(self.fail(FailureKind::Invariant { node: id, what }));
         }
+        if st.role == Role::Leader {
+            for peer in (1..=self.n() as NodeId).filter(|&p| p != id) {
+                let m = node.match_index(peer).unwrap_or(0);
+                if let Err(what) = self.checker.check_match(id, st.term, peer, m) {
+                    return Err(self.fail(FailureKind::Invariant { node: id, what }));
+                }
+            }
+        }
         let seen = self.seen[i];
+        self.stats
+            .on_change((seen.role, seen.term), (st.role, st.term));
+        if (st.role, st.term) != (seen.role, seen.term) {
+            self.holds_dirty = true;
+        }
         if st.role != seen.role {
             let ev = Event::Role {
                 from: seen.role,

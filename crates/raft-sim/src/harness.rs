@@ -15,7 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::clock::{Time, MS};
 use crate::error::{FailureKind, SimError};
 use crate::factory::{MemFactory, StorageFactory};
+use crate::network::LinkFaults;
 use crate::sim::{derive_seed, Sim, SimConfig};
+use crate::stats::Stats;
 use crate::tasks::{show_cmd, OneTask, Poll, Slot};
 
 /// The lab's election-timeout allowance (`RaftElectionTimeout`), in ms.
@@ -203,6 +205,34 @@ impl<F: StorageFactory> Cluster<F> {
         self.sim.restart(id)
     }
 
+    /// Cuts the link between `a` and `b` both ways (every message lost), or
+    /// restores it; the nodes keep every other link.
+    pub fn cut_link(&mut self, a: NodeId, b: NodeId, cut: bool) {
+        let f = LinkFaults {
+            drop: if cut { 1.0 } else { 0.0 },
+            ..LinkFaults::default()
+        };
+        self.sim.set_faults(a, b, f);
+        self.sim.set_faults(b, a, f);
+    }
+
+    /// Runs in 10 ms steps until `done` holds; fails after `ms`, naming `what`.
+    pub fn wait_for(
+        &mut self,
+        ms: u64,
+        what: &str,
+        done: impl Fn(&Self) -> bool,
+    ) -> Result<(), SimError> {
+        let deadline = self.sim.now() + ms * MS;
+        while !done(self) {
+            if self.sim.now() >= deadline {
+                return Err(self.fatal(format!("after {ms} ms, still waiting for {what}")));
+            }
+            self.run_for(10)?;
+        }
+        Ok(())
+    }
+
     /// The lab's `setunreliable`.
     pub fn set_unreliable(&mut self, yes: bool) {
         let long = self.sim.net().long_reordering;
@@ -228,6 +258,17 @@ impl<F: StorageFactory> Cluster<F> {
     /// Bytes of all requests sent (the lab's `bytesTotal`).
     pub fn bytes_total(&self) -> u64 {
         self.sim.net().counters.bytes
+    }
+
+    /// Elections, leaders and terms so far (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        self.sim.stats()
+    }
+
+    /// Messages sent so far by every node, requests and replies.
+    pub fn messages(&self) -> u64 {
+        let k = &self.sim.net().counters;
+        k.sent.iter().sum::<u64>() + k.replies
     }
 
     /// The lab's `LogSize`: the largest persisted Raft state among running servers.

@@ -13,6 +13,8 @@
 //! - Leader completeness: a new leader holds the whole committed prefix.
 //! - State-machine safety: every node commits the same prefix (the apply
 //!   side is checked in [`crate::app`]).
+//! - Match index: a leader never counts a peer of its term as holding
+//!   entries the peer does not hold.
 //! - Commit and apply never go back within an incarnation; terms never go
 //!   back and a vote never changes within a term, even across restarts.
 
@@ -349,6 +351,37 @@ impl Checker {
         v.leading = (st.role == Role::Leader).then_some(st.term);
         v.applied = st.applied;
         Ok(())
+    }
+
+    /// Figure 2's matchIndex is the "index of highest log entry known to be
+    /// replicated on server": when leader `leader` of `term` counts `peer`
+    /// as holding its log through `m`, the peer's persisted log must end at
+    /// or after `m` with the same entry there (log matching makes the prefix
+    /// equal). Skipped once the peer is in a later term (a later leader may
+    /// have rewritten its log) and where either side compacted `m` away
+    /// (compacted entries are committed). A leader that acts on a reply
+    /// from an older term breaks this before it breaks anything else.
+    pub fn check_match(&self, leader: NodeId, term: Term, peer: NodeId, m: Index) -> Check {
+        let (l, p) = (
+            &self.views[leader as usize - 1],
+            &self.views[peer as usize - 1],
+        );
+        if m == 0 || p.term > term {
+            return Ok(());
+        }
+        let claim = format!(
+            "leader {leader} of term {term} counts node {peer} as holding its log through {m}"
+        );
+        if m > p.last() {
+            return Err(format!("{claim}, but that log ends at {}", p.last()));
+        }
+        match (l.at(m), p.at(m)) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "{claim}, but their entries at {m} differ (terms {} and {})",
+                a.0, b.0
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_completeness(&self, i: usize, term: Term) -> Check {

@@ -23,7 +23,8 @@
 //! (links, faults, counters), [`factory`] (storage across crashes), `driver`
 //! (the Ready loop), [`sim`] (the event loop), [`invariants`] (safety
 //! checker), [`app`] (the lab's applier), [`harness`] (the lab's
-//! vocabulary), [`chaos`] (the random fault schedule), [`trace`] and
+//! vocabulary), [`chaos`] (the random fault schedule), [`hold`] (messages
+//! held into later terms), [`stats`] (what a run cost), [`trace`] and
 //! [`timeline`] (what happened), [`seeds`] (seed handling for tests).
 
 pub mod app;
@@ -33,10 +34,12 @@ mod driver;
 pub mod error;
 pub mod factory;
 pub mod harness;
+pub mod hold;
 pub mod invariants;
 pub mod network;
 pub mod seeds;
 pub mod sim;
+pub mod stats;
 mod tasks;
 pub mod timeline;
 pub mod trace;
@@ -45,6 +48,8 @@ pub use chaos::{run_chaos, ChaosConfig, ChaosReport};
 pub use error::{FailureKind, SimError};
 pub use factory::{MemFactory, OpenError, StorageFactory};
 pub use harness::{cmd, Builder, Cluster, ELECTION_TIMEOUT_MS};
-pub use network::LinkFaults;
+pub use hold::{Hold, HoldId, Release, Select};
+pub use network::{LinkFaults, LongDelay};
 pub use sim::{Sim, SimConfig};
+pub use stats::Stats;
 pub use tasks::{show_cmd, TaskId, TaskOutput};

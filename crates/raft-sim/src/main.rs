@@ -91,6 +91,11 @@ fn summary(c: &Cluster<MemFactory>, out: &mut String) {
     );
     let _ = writeln!(
         out,
+        "late arrivals: {} messages long-delayed, {} replies and {} requests delivered into a later term",
+        k.long_delayed, k.late_replies, k.late_requests
+    );
+    let _ = writeln!(
+        out,
         "events: {}, virtual time {} ms",
         sim.events(),
         sim.now() / 1_000
@@ -135,8 +140,15 @@ fn main() -> anyhow::Result<()> {
     match outcome {
         Ok(r) => {
             println!(
-                "faults: {} crashes, {} restarts, {} partitions, {} link faults, {} mode changes",
-                r.crashes, r.restarts, r.partitions, r.link_faults, r.mode_changes
+                "faults: {} crashes, {} restarts, {} partitions, {} link faults, {} mode changes, \
+                 {} long delays, {} holds",
+                r.crashes,
+                r.restarts,
+                r.partitions,
+                r.link_faults,
+                r.mode_changes,
+                r.long_delays,
+                r.holds
             );
             println!(
                 "commands acknowledged: {}, final command at index {} on all nodes",

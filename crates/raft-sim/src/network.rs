@@ -4,13 +4,53 @@
 //! Requests and replies are one-way messages. The lab's unreliable mode
 //! delays requests 0–26 ms and loses 10% of requests and 10% of replies; its
 //! long-reordering mode holds back 2/3 of replies for 200–2,200 ms. A
-//! reliable link is FIFO with sub-millisecond latency.
+//! reliable link is FIFO with sub-millisecond latency. A [`LongDelay`]
+//! (on one link or on all) holds a message for seconds, several election
+//! timeouts, and [`Hold`] rules hold chosen messages on purpose: both
+//! deliver requests and replies into later terms.
 
-use raft_core::{Message, NodeId};
+use raft_core::{Message, NodeId, Term};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::{Time, MS};
+use crate::hold::{Hold, HoldId, Holds, Release, Select};
+
+/// A random long delay: each selected message is held, with `probability`,
+/// for a time uniform in `delay_ms` — long enough (several election
+/// timeouts) that it arrives after its sender's or addressee's term moved on.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LongDelay {
+    /// Probability that a selected message is held.
+    pub probability: f64,
+    /// How long, uniform in `[min, max]` milliseconds.
+    pub delay_ms: (u64, u64),
+    /// Which messages may be held.
+    pub select: Select,
+}
+
+impl LongDelay {
+    /// Holds any message with probability `p` for `lo..=hi` ms.
+    pub fn new(p: f64, lo: u64, hi: u64) -> Self {
+        LongDelay {
+            probability: p,
+            delay_ms: (lo, hi),
+            select: Select::Any,
+        }
+    }
+
+    /// The extra delay for `m`, if it is held this time.
+    fn draw(&self, rng: &mut ChaCha8Rng, m: &Message) -> Option<Time> {
+        if self.probability <= 0.0 || !self.select.matches(m) {
+            return None;
+        }
+        if !rng.gen_bool(self.probability.min(1.0)) {
+            return None;
+        }
+        let (lo, hi) = self.delay_ms;
+        Some(rng.gen_range(lo.min(hi)..=hi) * MS)
+    }
+}
 
 /// Extra faults on one directed link, on top of the global mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -21,6 +61,8 @@ pub struct LinkFaults {
     pub duplicate: f64,
     /// Extra delay, uniform in `[min, max]` milliseconds (reorders messages).
     pub delay_ms: (u64, u64),
+    /// Now and then a much longer delay, into later terms.
+    pub long_delay: LongDelay,
 }
 
 impl LinkFaults {
@@ -36,7 +78,7 @@ pub struct Counters {
     pub sent: Vec<u64>,
     /// Requests delivered, per receiver (the lab's `rpcCount(i)`).
     pub delivered: Vec<u64>,
-    /// Bincode-encoded bytes of every request sent (the lab's `bytesTotal`).
+    /// Encoded bytes of every request sent, version byte included (the lab's `bytesTotal`).
     pub bytes: u64,
     /// Replies sent.
     pub replies: u64,
@@ -44,6 +86,14 @@ pub struct Counters {
     pub dropped: u64,
     /// Extra copies delivered.
     pub duplicated: u64,
+    /// Messages given a random long delay.
+    pub long_delayed: u64,
+    /// Messages caught by a [`Hold`] rule.
+    pub held: u64,
+    /// Replies delivered to a node already in a later term than theirs.
+    pub late_replies: u64,
+    /// Requests delivered to a node already in a later term than theirs.
+    pub late_requests: u64,
 }
 
 /// What happens to one message.
@@ -53,6 +103,9 @@ pub enum Fate {
     Lost(&'static str),
     /// Delivered at each of these times (two when duplicated).
     Deliver(Vec<Time>),
+    /// Kept by a hold until its addressee leads in a later term
+    /// ([`Network::wait`] takes it).
+    Held,
 }
 
 /// Connectivity, link behaviour and counters of an `n`-node cluster.
@@ -70,6 +123,10 @@ pub struct Network {
     pub reliable: bool,
     /// The lab's `setlongreordering`.
     pub long_reordering: bool,
+    /// A long delay on every link, on top of each link's own.
+    pub long_delay: LongDelay,
+    /// Targeted holds and the messages they keep.
+    holds: Holds,
     /// RPC and byte counters.
     pub counters: Counters,
 }
@@ -85,6 +142,8 @@ impl Network {
             last_delivery: vec![0; n * n],
             reliable: true,
             long_reordering: false,
+            long_delay: LongDelay::default(),
+            holds: Holds::default(),
             counters: Counters {
                 sent: vec![0; n],
                 delivered: vec![0; n],
@@ -140,10 +199,60 @@ impl Network {
         self.is_connected(from) && self.is_connected(to) && self.group_of(from) == self.group_of(to)
     }
 
-    /// Counts a request delivered to `to`.
-    pub fn count_delivery(&mut self, to: NodeId, msg: &Message) {
-        if !msg.body.is_reply() {
+    /// Starts holding the messages `hold` picks.
+    pub fn hold(&mut self, hold: Hold) -> HoldId {
+        self.holds.add(hold)
+    }
+
+    /// Stops a hold from catching more; what it caught keeps waiting.
+    pub fn stop_hold(&mut self, id: HoldId) {
+        self.holds.stop(id);
+    }
+
+    /// Stops every hold from catching more.
+    pub fn stop_holds(&mut self) {
+        self.holds.stop_all();
+    }
+
+    /// Messages hold `id` has caught so far.
+    pub fn hold_caught(&self, id: HoldId) -> u64 {
+        self.holds.caught(id)
+    }
+
+    /// Messages waiting for their addressee to lead in a later term.
+    pub fn waiting(&self) -> usize {
+        self.holds.waiting()
+    }
+
+    /// Takes the waiting messages whose link is up and that `release` lets
+    /// go, oldest first; the others keep waiting.
+    pub fn release(&mut self, release: impl Fn(&Message) -> bool) -> Vec<Message> {
+        let (go, stay) = self
+            .holds
+            .take_waiting()
+            .into_iter()
+            .partition(|m| self.link_up(m.from, m.to) && release(m));
+        self.holds.wait_longer(stay);
+        go
+    }
+
+    /// Keeps a message whose fate was [`Fate::Held`].
+    pub fn wait(&mut self, m: Message) {
+        self.holds.wait(m);
+    }
+
+    /// Counts a message delivered to `to`, whose current term is `term`.
+    pub fn count_delivery(&mut self, to: NodeId, term: Term, msg: &Message) {
+        let reply = msg.body.is_reply();
+        if !reply {
             self.counters.delivered[to as usize - 1] += 1;
+        }
+        if msg.term < term {
+            if reply {
+                self.counters.late_replies += 1;
+            } else {
+                self.counters.late_requests += 1;
+            }
         }
     }
 
@@ -159,6 +268,13 @@ impl Network {
         if !self.link_up(msg.from, msg.to) {
             self.counters.dropped += 1;
             return Fate::Lost("disconnected");
+        }
+        if let Some(release) = self.holds.catch(msg) {
+            self.counters.held += 1;
+            return match release {
+                Release::AfterMs(ms) => Fate::Deliver(vec![now + ms * MS]),
+                Release::AddresseeLeadsLater => Fate::Held,
+            };
         }
         // A reliable link: sub-millisecond latency.
         let mut delay: Time = rng.gen_range(100..1_000);
@@ -197,6 +313,12 @@ impl Network {
             if faults.duplicate > 0.0 && rng.gen_bool(faults.duplicate.min(1.0)) {
                 copies = 2;
             }
+        }
+        let long = faults.long_delay.draw(rng, msg);
+        if let Some(extra) = long.or_else(|| self.long_delay.draw(rng, msg)) {
+            self.counters.long_delayed += 1;
+            delay += extra;
+            fifo = false;
         }
         let mut at = now + delay;
         if fifo {
@@ -270,6 +392,26 @@ mod tests {
         assert_eq!(net.counters.sent, [100, 0]);
         assert_eq!(net.counters.bytes, 1000);
         assert_eq!(net.counters.replies, 1);
+    }
+
+    #[test]
+    fn holds_and_long_delays_carry_messages_seconds_late() {
+        let mut net = Network::new(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        net.hold(Hold::new(Select::Replies, Release::AfterMs(3_000)).limit(1));
+        assert_eq!(
+            net.route(&mut rng, 0, &reply(2, 1), 1),
+            Fate::Deliver(vec![3_000 * MS])
+        );
+        net.hold(Hold::new(Select::Requests, Release::AddresseeLeadsLater).from(1));
+        assert_eq!(net.route(&mut rng, 0, &request(1, 2), 1), Fate::Held);
+        assert_eq!(net.counters.held, 2);
+        net.long_delay = LongDelay::new(1.0, 1_000, 2_000);
+        let Fate::Deliver(t) = net.route(&mut rng, 0, &reply(2, 1), 1) else {
+            panic!("a long delay lost a message");
+        };
+        assert!((1_000 * MS..=2_001 * MS).contains(&t[0]), "{t:?}");
+        assert_eq!(net.counters.long_delayed, 1);
     }
 
     #[test]

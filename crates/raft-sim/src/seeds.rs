@@ -5,6 +5,8 @@
 //! - `RAFT_TRACE=<file>`: write each run's JSON-lines trace to `<file>`;
 //!   `{scenario}` and `{seed}` in the name are replaced, so several runs can
 //!   write one file each.
+//! - `RAFT_FIGURES=1`: scenarios with measured bounds print what they
+//!   measured ([`figures`]), one line per seed, to re-derive the bounds.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,6 +48,22 @@ pub fn trace_path(seed: u64) -> Option<PathBuf> {
             .replace("{scenario}", &scenario)
             .replace("{seed}", &seed.to_string()),
     ))
+}
+
+/// With `RAFT_FIGURES` set, prints the figures a scenario measured with
+/// `seed` as one line: `figures <scenario> seed=<seed> <name>=<value>...`.
+pub fn figures(seed: u64, figures: &[(&str, f64)]) {
+    if std::env::var_os("RAFT_FIGURES").is_none() {
+        return;
+    }
+    let scenario = CURRENT
+        .with(|c| c.borrow().clone())
+        .unwrap_or_else(|| "run".into());
+    let mut line = format!("figures {scenario} seed={seed}");
+    for (name, value) in figures {
+        line += &format!(" {name}={value:.2}");
+    }
+    eprintln!("{line}");
 }
 
 /// The line that replays one run of `name`.

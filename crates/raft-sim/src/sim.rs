@@ -17,7 +17,8 @@ use crate::clock::{as_ms, EventQueue, Time, MS};
 use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
 use crate::invariants::Checker;
-use crate::network::{LinkFaults, Network};
+use crate::network::{LinkFaults, LongDelay, Network};
+use crate::stats::Stats;
 use crate::timeline;
 use crate::trace::{Event, Record, Tracer};
 
@@ -94,6 +95,10 @@ pub struct Sim<F: StorageFactory> {
     pub(crate) tracer: Tracer,
     pub(crate) seen: Vec<Seen>,
     pub(crate) events: u64,
+    pub(crate) stats: Stats,
+    /// A role, term or link changed, or a message was held, since held
+    /// messages were last looked at.
+    pub(crate) holds_dirty: bool,
     /// Set after a request is stepped: its sender, its kind, and whether the
     /// node may ignore it; checked against the next Ready.
     pub(crate) awaiting_reply: Option<(NodeId, &'static str, bool)>,
@@ -127,6 +132,8 @@ impl<F: StorageFactory> Sim<F> {
                 n
             ],
             events: 0,
+            stats: Stats::default(),
+            holds_dirty: false,
             awaiting_reply: None,
             cfg,
         };
@@ -161,6 +168,11 @@ impl<F: StorageFactory> Sim<F> {
         self.events
     }
 
+    /// Elections, leaders and terms so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
     /// Time of the next queued event.
     pub fn next_time(&self) -> Option<Time> {
         self.queue.peek_time()
@@ -181,6 +193,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Runs the next event. Returns the task to poll when it was a wake-up.
     pub fn step(&mut self) -> Result<Option<u64>, SimError> {
+        self.release_held();
         let Some((time, ev)) = self.queue.pop() else {
             return Ok(None);
         };
@@ -235,7 +248,8 @@ impl<F: StorageFactory> Sim<F> {
             return Ok(());
         }
         self.events += 1;
-        self.net.count_delivery(to, &m);
+        let term = self.nodes[i].as_ref().map_or(0, |n| n.term());
+        self.net.count_delivery(to, term, &m);
         if self.tracer.wants_messages() {
             self.record(Some(to), Event::Deliver { from, msg: kind });
         }
@@ -307,6 +321,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Connects (`true`) or disconnects node `id` from the network.
     pub fn set_connected(&mut self, id: NodeId, up: bool) {
+        self.holds_dirty = true;
         if self.net.is_connected(id) != up {
             self.net.set_connected(id, up);
             let ev = if up {
@@ -320,6 +335,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Splits the cluster: `group[i]` is the group of node `i + 1`.
     pub fn partition(&mut self, group: Vec<u32>) {
+        self.holds_dirty = true;
         self.net.partition(group.clone());
         for (i, g) in group.into_iter().enumerate() {
             self.record(Some(i as NodeId + 1), Event::Group { group: g });
@@ -328,6 +344,7 @@ impl<F: StorageFactory> Sim<F> {
 
     /// Removes all partitions.
     pub fn heal(&mut self) {
+        self.holds_dirty = true;
         self.net.heal();
         self.record(None, Event::Heal);
     }
@@ -357,9 +374,19 @@ impl<F: StorageFactory> Sim<F> {
         self.record(Some(from), ev);
     }
 
-    /// Clears the faults of every link.
+    /// Clears the faults of every link (holds and the global long delay stay).
     pub fn clear_faults(&mut self) {
         self.net.clear_faults();
+    }
+
+    /// Sets the long delay applied on every link.
+    pub fn set_long_delay(&mut self, d: LongDelay) {
+        self.net.long_delay = d;
+        let ev = Event::LongDelay {
+            pct: (d.probability * 100.0).round() as u32,
+            max_ms: d.delay_ms.1,
+        };
+        self.record(None, ev);
     }
 
     /// Node `id`, if it is up.

@@ -49,6 +49,9 @@ fn banner(r: &Record) -> Option<String> {
                 ""
             }
         ),
+        Event::LongDelay { pct, max_ms } => {
+            format!("long delays: {pct}% of messages held up to {max_ms} ms")
+        }
         _ => return None,
     })
 }

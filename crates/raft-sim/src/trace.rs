@@ -27,6 +27,9 @@ pub enum Event {
     },
     /// A message arrived and was stepped into the node.
     Deliver { from: NodeId, msg: &'static str },
+    /// A message was caught by a hold, to be delivered when its addressee
+    /// leads in a later term.
+    Held { to: NodeId, msg: &'static str },
     /// A message was lost.
     Lost {
         to: NodeId,
@@ -62,6 +65,9 @@ pub enum Event {
         reliable: bool,
         long_reordering: bool,
     },
+    /// The long delay on every link changed: `pct` percent of messages
+    /// held up to `max_ms`.
+    LongDelay { pct: u32, max_ms: u64 },
     /// Faults were set on the link from the node to `to`.
     Faults {
         to: NodeId,
@@ -77,6 +83,7 @@ impl Event {
         !matches!(
             self,
             Event::Send { .. }
+                | Event::Held { .. }
                 | Event::Deliver { .. }
                 | Event::Lost { .. }
                 | Event::Propose { .. }
