@@ -270,6 +270,7 @@ mod tests {
             last_log_index: 0,
             last_log_term: 0,
             pre_vote: true,
+            transfer: false,
         };
         assert_eq!(h.catch(&request), None, "a request");
         assert!(h.catch(&reply(2, 1)).is_some());
