@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use thiserror::Error;
 
 /// Most redirects [`HttpClient::send_following`] follows.
-const MAX_REDIRECTS: usize = 5;
+pub const MAX_REDIRECTS: usize = 5;
 
 /// An answer, body read in full.
 #[derive(Clone, Debug)]

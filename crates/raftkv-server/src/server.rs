@@ -211,6 +211,11 @@ impl Server {
         self.raft_addr
     }
 
+    /// The span the node's lines are logged in (it shows id, term and role).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

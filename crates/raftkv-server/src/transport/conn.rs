@@ -98,17 +98,14 @@ async fn accept(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
     let mut buf = BytesMut::new();
     wire::put_hello(&mut buf, &our_hello(&shared, link.id));
     if let Err(e) = stream.write_all(&buf).await {
-        info!(
-            peer = link.id,
-            "connection from {addr} failed during the handshake: {e}"
-        );
+        info!("connection from {addr} failed during the handshake: {e}");
         return;
     }
     // A newer connection from the peer replaces the older one (it restarted).
     let run = {
         let (shared, link) = (shared.clone(), link.clone());
         async move {
-            info!(peer = link.id, "peer {} connected from {addr}", link.id);
+            info!("peer {} connected from {addr}", link.id);
             let closed = run(&shared, &link, stream).await;
             log_closed(&shared, link.id, &closed);
         }
@@ -172,10 +169,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, link: Arc<Link>) {
         };
         match attempt {
             Ok(stream) => {
-                info!(
-                    peer = link.id,
-                    "connected to peer {} at {}", link.id, link.addr
-                );
+                info!("connected to peer {} at {}", link.id, link.addr);
                 last_error.clear();
                 backoff = BACKOFF_MIN;
                 let closed = run(&shared, &link, stream).await;
@@ -188,15 +182,12 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, link: Arc<Link>) {
                 // One line per kind of failure, not one per retry.
                 if e != last_error {
                     info!(
-                        peer = link.id,
-                        "cannot reach peer {} at {}: {e} (retrying)", link.id, link.addr
+                        "cannot reach peer {} at {}: {e} (retrying)",
+                        link.id, link.addr
                     );
                     last_error = e;
                 } else {
-                    debug!(
-                        peer = link.id,
-                        "still cannot reach peer {}: {last_error}", link.id
-                    );
+                    debug!("still cannot reach peer {}: {last_error}", link.id);
                 }
             }
         }
@@ -263,10 +254,10 @@ fn log_closed(shared: &Shared, peer: NodeId, closed: &Closed) {
     match closed {
         Closed::Protocol(_) => {
             shared.metrics.peer_protocol_errors.inc();
-            warn!(peer, "closed the connection to peer {peer}: {closed}");
+            warn!("closed the connection to peer {peer}: {closed}");
         }
-        Closed::Stopping => debug!(peer, "connection to peer {peer} closed: {closed}"),
-        _ => info!(peer, "connection to peer {peer} lost: {closed}"),
+        Closed::Stopping => debug!("connection to peer {peer} closed: {closed}"),
+        _ => info!("connection to peer {peer} lost: {closed}"),
     }
 }
 
@@ -373,10 +364,8 @@ async fn write_loop(shared: &Shared, link: &Link, mut wr: OwnedWriteHalf) -> Clo
                 .inc_by(packed.messages as u64);
             if packed.too_large > 0 {
                 warn!(
-                    peer = link.id,
                     "dropped {} messages too large for a frame of {} bytes",
-                    packed.too_large,
-                    shared.max_frame
+                    packed.too_large, shared.max_frame
                 );
                 m.peer_messages_dropped
                     .get_or_create(&label)
