@@ -68,7 +68,8 @@ pub struct ServerConfig {
     pub inbox: usize,
     /// Most client requests waiting in the KV service; past it, `Busy`.
     pub max_pending: usize,
-    /// Most bytes of proposed writes waiting to apply; past it, `Busy`.
+    /// Most bytes of keys and values in client requests not yet answered
+    /// (queued for the driver or waiting in the service); past it, `Busy`.
     pub max_pending_bytes: u64,
     /// A request still unanswered after this long gets a timeout error.
     pub request_timeout: Duration,
@@ -168,6 +169,12 @@ impl ServerConfig {
         if let Some((name, _)) = limits.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
+        if self.max_body_bytes as u64 > self.max_pending_bytes {
+            return Err(ConfigError::BodyOverPending {
+                body: self.max_body_bytes,
+                pending: self.max_pending_bytes,
+            });
+        }
         if self.heartbeat_ticks >= self.election_ticks {
             return Err(ConfigError::Timing {
                 heartbeat: self.heartbeat_ticks,
@@ -205,6 +212,9 @@ pub enum ConfigError {
     /// A limit that must be positive is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// One request could fill the whole in-flight budget.
+    #[error("max body ({body} bytes) must not exceed max pending bytes ({pending})")]
+    BodyOverPending { body: usize, pending: u64 },
     /// The heartbeat must come well within the election timeout.
     #[error("heartbeat ({heartbeat} ticks) must be shorter than the election timeout ({election} ticks)")]
     Timing { heartbeat: u32, election: u32 },

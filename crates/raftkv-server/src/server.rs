@@ -159,6 +159,7 @@ impl Server {
             inbox.clone(),
             peers,
             cfg.max_body_bytes,
+            cfg.max_pending_bytes as usize,
             metrics.clone(),
         );
         let http_stop = CancellationToken::new();

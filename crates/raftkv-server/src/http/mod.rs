@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use raft_core::NodeId;
-use raft_kv::{Answer, ClientRequest, RequestBody};
-use tokio::sync::{mpsc, oneshot};
+use raft_kv::{Answer, ClientRequest, Op, RequestBody};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub use codec::{encode_key, percent_decode, put_bytes, take_bytes, BadEncoding};
 pub use error::{from_kv, ApiError, Redirect, RETRY_AFTER_SECS};
@@ -41,6 +41,9 @@ struct Inner {
     peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
     closing: AtomicBool,
     max_body: usize,
+    /// Bytes of keys and values in requests not yet answered: bounds what
+    /// waits in the inbox and the service together.
+    in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +53,7 @@ impl AppState {
         inbox: mpsc::Sender<Input>,
         peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
         max_body: usize,
+        max_in_flight: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         AppState {
@@ -59,6 +63,7 @@ impl AppState {
                 peers,
                 closing: AtomicBool::new(false),
                 max_body,
+                in_flight: Arc::new(Semaphore::new(max_in_flight)),
                 metrics,
             }),
         }
@@ -69,23 +74,27 @@ impl AppState {
         self.inner.closing.store(true, Ordering::Relaxed);
     }
 
-    /// Sends `body` to the driver and waits for the answer. A full inbox is
-    /// "busy" at once (the inbox is bounded); a driver gone is "unavailable".
+    /// Sends `body` to the driver and waits for the answer. A full inbox, or
+    /// too many bytes in requests not yet answered, is "busy" at once; a
+    /// driver gone is "unavailable".
     async fn call(&self, body: RequestBody, path_and_query: &str) -> Result<Answer, ApiError> {
         if self.inner.closing.load(Ordering::Relaxed) {
             return Err(stopping());
         }
+        let bytes = u32::try_from(request_bytes(&body)).unwrap_or(u32::MAX);
+        let busy = || ApiError::unavailable("busy", "too many requests waiting; retry");
+        let _permit = self
+            .inner
+            .in_flight
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| busy())?;
         let (tx, rx) = oneshot::channel();
         let request = ClientRequest { id: 0, body };
         let input = Input::Client { request, reply: tx };
         match self.inner.inbox.try_send(input) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(ApiError::unavailable(
-                    "busy",
-                    "too many requests waiting; retry",
-                ))
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(busy()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopping()),
         }
         let reply = rx.await.map_err(|_| stopping())?;
@@ -98,6 +107,21 @@ impl AppState {
             from_kv(e, &ctx)
         })
     }
+}
+
+/// Bytes of keys and values a request carries.
+fn request_bytes(body: &RequestBody) -> usize {
+    let op = match body {
+        RequestBody::Register => return 0,
+        RequestBody::Write { op, .. } | RequestBody::PlainWrite { op } => op,
+        RequestBody::Read { op, .. } => op,
+    };
+    op.key().len()
+        + match op {
+            Op::Put { value, .. } | Op::Append { value, .. } => value.len(),
+            Op::Cas { expected, new, .. } => new.len() + expected.as_ref().map_or(0, Vec::len),
+            Op::Get { .. } | Op::Delete { .. } | Op::Range { .. } => 0,
+        }
 }
 
 fn stopping() -> ApiError {
