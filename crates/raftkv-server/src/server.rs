@@ -151,7 +151,10 @@ impl Server {
             cluster_id: cfg.cluster_id.clone(),
             tick: cfg.tick,
         };
-        let done = driver::spawn(driver, span.clone()).map_err(StartError::Thread)?;
+        let done = driver::spawn(driver, span.clone()).map_err(|e| {
+            cancel.cancel();
+            StartError::Thread(e)
+        })?;
         tokio::spawn(ticker(inbox.clone(), cfg.tick, cancel.clone()).instrument(span.clone()));
 
         let state = AppState::new(
