@@ -38,10 +38,13 @@ pub enum WalError {
     },
     /// The log refers to entries no remaining segment holds (a segment file
     /// was lost or deleted by hand).
-    #[error("log entries from index {index} are missing (a segment file was lost?)")]
+    #[error("log entries from index {index} are missing: segment file {} is gone", path.display())]
     MissingEntries {
         /// The first missing index.
         index: Index,
+        /// The segment file that should hold them (the one before the oldest
+        /// segment left).
+        path: PathBuf,
     },
     /// The log refers to a snapshot file that is not there.
     #[error("snapshot file {0} is missing")]

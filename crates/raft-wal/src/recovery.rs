@@ -157,7 +157,11 @@ pub(crate) fn recover<F: Vfs>(
         });
     }
     if let Some(index) = state.first_missing() {
-        return Err(WalError::MissingEntries { index });
+        // Only the oldest segment's checkpoint can leave entries missing:
+        // the segment numbered just before it held them.
+        let before = run.first().map_or(0, |s| s.saturating_sub(1));
+        let path = dir.join(segment::file_name(before));
+        return Err(WalError::MissingEntries { index, path });
     }
     let snap_conf = snapfile::read(fs, dir, &state.snap)?.conf;
 

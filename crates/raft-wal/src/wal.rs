@@ -280,6 +280,14 @@ impl<F: Vfs> Wal<F> {
                 false => Ok(()),
             });
         if let Err(e) = written {
+            // Cut what this frame may have left in the file: after a failed
+            // write or fsync its bytes may sit in the page cache without
+            // being on disk, and a reopen in this process must not read them
+            // as synced. (If even the cut fails, a restart's recovery sees a
+            // torn tail or a whole frame nobody was told of; both are safe.)
+            if let Err(cut) = seg.file.set_len(base) {
+                warn!(path = %seg.path.display(), error = %cut, "WAL: could not cut a failed write");
+            }
             return Err(self.poison(e));
         }
         seg.len += self.pending.len() as u64;

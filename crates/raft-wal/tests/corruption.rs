@@ -249,10 +249,15 @@ fn a_lost_segment_is_reported() {
     let segs = wal.segment_paths();
     drop(wal);
     std::fs::remove_file(&segs[1]).unwrap();
-    assert!(matches!(
-        Wal::open(dir.path(), opts(300)),
-        Err(WalError::MissingEntries { index: 1 })
-    ));
+    let err = Wal::open(dir.path(), opts(300)).unwrap_err();
+    assert!(
+        matches!(&err, WalError::MissingEntries { index: 1, path } if *path == segs[1]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&*segs[1].to_string_lossy()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -493,7 +498,7 @@ fn a_checkpoint_claiming_billions_of_entries_allocates_nothing() {
     .unwrap();
     assert!(matches!(
         Wal::open(dir.path(), opts(1 << 20)),
-        Err(WalError::MissingEntries { index: 1 })
+        Err(WalError::MissingEntries { index: 1, .. })
     ));
     // A later entry at index 1 truncates the whole missing range away.
     let mut e = vec![1];
