@@ -79,12 +79,19 @@ pub struct ServerConfig {
     pub election_ticks: u32,
     /// Heartbeat interval, in ticks.
     pub heartbeat_ticks: u32,
+    /// Size of the reserve file kept in the data directory, and the free
+    /// space (plus 1 MiB) below which the node refuses writes: see
+    /// [`space`](crate::space). 0 disables both.
+    pub reserve_bytes: u64,
+    /// The WAL starts a new segment file past this size.
+    pub segment_bytes: u64,
 }
 
 impl ServerConfig {
     /// A configuration with the defaults: 10 ms ticks, elections after
     /// 300–600 ms, heartbeats every 100 ms, fsync on, a snapshot every
-    /// 64 MiB applied, 16 MiB frames, 2 MiB request bodies.
+    /// 64 MiB applied, 16 MiB frames, 2 MiB request bodies, 64 MiB
+    /// segments, a 32 MiB reserve.
     pub fn new(id: NodeId, peers: BTreeMap<NodeId, PeerAddrs>, data_dir: PathBuf) -> Self {
         ServerConfig {
             id,
@@ -106,6 +113,8 @@ impl ServerConfig {
             tick: Duration::from_millis(10),
             election_ticks: 30,
             heartbeat_ticks: 10,
+            reserve_bytes: 32 << 20,
+            segment_bytes: 64 << 20,
         }
     }
 
@@ -165,6 +174,7 @@ impl ServerConfig {
             ("max_pending_bytes", self.max_pending_bytes),
             ("tick", self.tick.as_millis() as u64),
             ("heartbeat_ticks", u64::from(self.heartbeat_ticks)),
+            ("segment_bytes", self.segment_bytes),
         ];
         if let Some((name, _)) = limits.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

@@ -25,31 +25,46 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use raft_core::{persist, Entry, EntryKind, Message, Node, NodeId, Role, Term};
-use raft_kv::{ClientReply, ClientRequest, Replies, Service};
+use raft_core::{persist, Body, Entry, EntryKind, Message, Node, NodeId, Role, Term};
+use raft_kv::{ClientReply, ClientRequest, KvError, Replies, RequestBody, Service};
 use raft_wal::Wal;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::config::PeerAddrs;
+use crate::config::{PeerAddrs, ServerConfig};
 use crate::logging::NodeLabel;
 use crate::metrics::Metrics;
-use crate::server::ServerError;
+use crate::server::{self, ServerError};
+use crate::space::{self, Space};
 use crate::status::{role_name, LeaderRef, PeerStatus, StatusReport};
 use crate::transport::Transport;
 
 /// Most ticks one turn makes up for.
 pub const MAX_TICKS_PER_TURN: u32 = 3;
 
-/// The channel end an HTTP handler waits on.
-pub(crate) type ReplyTo = oneshot::Sender<ClientReply>;
+/// What an HTTP handler gets back.
+pub(crate) enum Reply {
+    /// The KV service's answer.
+    Kv(ClientReply),
+    /// A write refused because the disk is full (no-space mode).
+    NoSpace,
+}
+
+/// Where the service's answer to one request goes: the HTTP handler's
+/// channel, tagged so the driver can tell an answer given at the door
+/// (before anything was proposed) from a later one.
+pub(crate) struct ReplyTo {
+    ticket: u64,
+    write: bool,
+    tx: oneshot::Sender<Reply>,
+}
 
 /// One input to the driver.
 pub(crate) enum Input {
     /// A client request and where to send its answer.
     Client {
         request: ClientRequest,
-        reply: ReplyTo,
+        reply: oneshot::Sender<Reply>,
     },
     /// Messages from one peer frame.
     Peer(Vec<Message>),
@@ -65,6 +80,11 @@ pub(crate) enum Input {
 pub(crate) struct Driver {
     pub node: Node<Wal>,
     pub service: Service<ReplyTo>,
+    /// Free space, the reserve file and the no-space mode.
+    pub space: Space,
+    /// The settings, to reopen the WAL after a full disk.
+    pub cfg: Arc<ServerConfig>,
+    pub next_ticket: u64,
     pub inbox: mpsc::Receiver<Input>,
     pub transport: Transport,
     pub metrics: Arc<Metrics>,
@@ -83,9 +103,27 @@ struct Turns {
     status: Vec<oneshot::Sender<StatusReport>>,
 }
 
+/// Why the turns stopped.
+enum Halt {
+    /// The disk is full: reopen the WAL and go on in no-space mode.
+    NoSpace(ServerError),
+    /// The node cannot go on.
+    Fatal(ServerError),
+}
+
+impl From<ServerError> for Halt {
+    fn from(e: ServerError) -> Self {
+        match &e {
+            ServerError::Storage(inner) if space::is_no_space(inner) => Halt::NoSpace(e),
+            _ => Halt::Fatal(e),
+        }
+    }
+}
+
 impl Driver {
     /// Runs until [`Input::Stop`], every sender gone, or a storage failure
-    /// (the node can no longer keep the contract).
+    /// (the node can no longer keep the contract). A full disk is not the
+    /// end: the node reopens its WAL and goes on in no-space mode.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut t = Turns {
             last_tick: Instant::now(),
@@ -100,38 +138,122 @@ impl Driver {
             "driver started"
         );
         loop {
-            let Some(first) = self.inbox.blocking_recv() else {
-                break;
-            };
-            let mut stop = self.take(first, &mut t)?;
-            while let Ok(input) = self.inbox.try_recv() {
-                stop |= self.take(input, &mut t)?;
-            }
-            self.tick(&mut t)?;
-            self.ready(&mut t)?;
-            self.observe(&mut t);
-            for tx in t.status.drain(..) {
-                let _ = tx.send(self.status());
-            }
-            if stop {
-                break;
+            match self.turns(&mut t) {
+                Ok(()) => break,
+                Err(Halt::Fatal(e)) => return Err(e),
+                Err(Halt::NoSpace(e)) => self = self.reopen(e, &mut t)?,
             }
         }
         info!("driver stopped; the WAL is closed");
         Ok(())
     }
 
+    /// The loop: take inputs, tick, handle Readies, until told to stop.
+    fn turns(&mut self, t: &mut Turns) -> Result<(), Halt> {
+        loop {
+            let Some(first) = self.inbox.blocking_recv() else {
+                return Ok(());
+            };
+            let mut stop = self.take(first, t)?;
+            while let Ok(input) = self.inbox.try_recv() {
+                stop |= self.take(input, t)?;
+            }
+            self.tick(t)?;
+            self.ready(t)?;
+            self.observe(t);
+            if self.space.probe(Instant::now()) {
+                self.metrics.no_space.set(0);
+            }
+            for tx in t.status.drain(..) {
+                let _ = tx.send(self.status());
+            }
+            if stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The WAL failed for lack of space. Its state in memory may be ahead
+    /// of the disk (the failed batch), and an fsync that failed must never
+    /// be taken for one that succeeded: so the node is rebuilt from what
+    /// the disk holds, exactly as a restart would, without leaving the
+    /// process. Requests waiting on the old node get "entry lost" (their
+    /// writes may or may not commit: a retry with the session is safe).
+    fn reopen(self, why: ServerError, t: &mut Turns) -> Result<Driver, ServerError> {
+        warn!("{why}; the disk is full: reopening the WAL from disk and refusing writes until space is freed");
+        let Driver {
+            node,
+            service,
+            mut space,
+            cfg,
+            next_ticket,
+            inbox,
+            transport,
+            metrics,
+            label,
+            peers,
+            cluster_id,
+            tick,
+        } = self;
+        space.on_no_space();
+        drop(service);
+        drop(node);
+        let (node, service) =
+            server::open_node(&cfg).map_err(|e| ServerError::Reopen(e.to_string()))?;
+        metrics.storage_reopens.inc();
+        metrics.no_space.set(1);
+        t.applied_bytes = 0;
+        t.seen = None;
+        info!(
+            applied = service.store().applied(),
+            last_index = node.last_index(),
+            "WAL reopened"
+        );
+        Ok(Driver {
+            node,
+            service,
+            space,
+            cfg,
+            next_ticket,
+            inbox,
+            transport,
+            metrics,
+            label,
+            peers,
+            cluster_id,
+            tick,
+        })
+    }
+
     /// Feeds one input; whether it asks to stop.
     fn take(&mut self, input: Input, t: &mut Turns) -> Result<bool, ServerError> {
         match input {
             Input::Client { request, reply } => {
+                let write = !matches!(request.body, RequestBody::Read { .. });
+                if write && self.node.is_leader() && !self.space.writes_allowed(Instant::now()) {
+                    self.metrics.no_space.set(1);
+                    let _ = reply.send(Reply::NoSpace);
+                    return Ok(false);
+                }
+                self.next_ticket += 1;
+                let ticket = self.next_ticket;
+                let to = ReplyTo {
+                    ticket,
+                    write,
+                    tx: reply,
+                };
                 let out = self
                     .service
-                    .on_request(&mut self.node, reply, request, now_ms());
-                answer(out);
+                    .on_request(&mut self.node, to, request, now_ms());
+                answer(out, Some(ticket));
             }
             Input::Peer(msgs) => {
                 for m in msgs {
+                    if self.space.exhausted() && grows_log(&m) {
+                        // No room even after the reserve went: writing it
+                        // would only fail again. The leader sends it again.
+                        continue;
+                    }
                     self.node.step(m).map_err(ServerError::Storage)?;
                 }
             }
@@ -153,7 +275,7 @@ impl Driver {
             self.node.tick().map_err(ServerError::Storage)?;
         }
         t.last_tick += self.tick * due;
-        answer(self.service.tick(&self.node, now_ms()));
+        answer(self.service.tick(&self.node, now_ms()), None);
         Ok(())
     }
 
@@ -184,13 +306,17 @@ impl Driver {
                 .service
                 .on_ready(&self.node, &rd)
                 .map_err(ServerError::StateMachine)?;
-            answer(out);
+            answer(out, None);
             t.applied_bytes += rd.committed_entries.iter().map(Entry::size).sum::<u64>();
             self.metrics
                 .applied
                 .inc_by(rd.committed_entries.len() as u64);
             // 4. Advance.
             self.node.advance();
+            if self.space.is_full() {
+                // A snapshot file needs room the disk does not have.
+                continue;
+            }
             if let Some((index, data)) = self.service.maybe_snapshot(t.applied_bytes) {
                 match self.node.snapshot(index, data) {
                     Ok(()) => {
@@ -274,15 +400,36 @@ impl Driver {
             last_index: st.last_index,
             snapshot_index: st.first_index.saturating_sub(1),
             pending_requests: self.service.pending(),
+            no_space: self.space.is_full(),
             peers,
         }
     }
 }
 
 /// Hands each reply to its waiting handler (gone handlers are skipped).
-fn answer(out: Replies<ReplyTo>) {
-    for (tx, reply) in out {
-        let _ = tx.send(reply);
+///
+/// `door` is the request being taken, if any: its "not the leader" answer
+/// comes before anything was proposed, so the client may follow the
+/// redirect. Any other write answered "not the leader" was proposed and the
+/// node then lost its leadership: the entry may still commit under the
+/// next leader, so the client hears "entry lost" (outcome unknown).
+fn answer(out: Replies<ReplyTo>, door: Option<u64>) {
+    for (to, mut reply) in out {
+        if to.write && door != Some(to.ticket) {
+            if let Err(KvError::NotLeader { leader }) = reply.result {
+                reply.result = Err(KvError::EntryLost { leader });
+            }
+        }
+        let _ = to.tx.send(Reply::Kv(reply));
+    }
+}
+
+/// Whether a message from a peer makes this node write log data.
+fn grows_log(m: &Message) -> bool {
+    match &m.body {
+        Body::AppendEntries { entries, .. } => !entries.is_empty(),
+        Body::InstallSnapshot { .. } => true,
+        _ => false,
     }
 }
 

@@ -34,6 +34,7 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 mod server;
+pub mod space;
 pub mod status;
 mod transport;
 pub mod wire;

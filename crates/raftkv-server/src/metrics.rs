@@ -64,6 +64,10 @@ pub struct Metrics {
     pub peer_protocol_errors: Counter,
     /// Client answers, by HTTP status code.
     pub http_responses: Family<CodeLabel, Counter>,
+    /// 1 while the node refuses writes for lack of disk space.
+    pub no_space: Gauge,
+    /// Times the WAL was reopened after a full disk.
+    pub storage_reopens: Counter,
 }
 
 impl Metrics {
@@ -94,6 +98,8 @@ impl Metrics {
             peer_connections: Family::default(),
             peer_protocol_errors: Counter::default(),
             http_responses: Family::default(),
+            no_space: Gauge::default(),
+            storage_reopens: Counter::default(),
         };
         m.register()
     }
@@ -192,6 +198,16 @@ impl Metrics {
             "http_responses",
             "Client answers by status code",
             self.http_responses.clone(),
+        );
+        r.register(
+            "no_space",
+            "1 while writes are refused for lack of disk space",
+            self.no_space.clone(),
+        );
+        r.register(
+            "storage_reopens",
+            "WAL reopened after a full disk",
+            self.storage_reopens.clone(),
         );
         self
     }

@@ -22,6 +22,7 @@ use crate::http::{self, AppState};
 use crate::identity::{self, Identity, IdentityError};
 use crate::logging::{self, NodeLabel};
 use crate::metrics::Metrics;
+use crate::space::Space;
 use crate::transport::Transport;
 
 /// How long shutdown waits for in-flight HTTP requests.
@@ -76,6 +77,9 @@ pub enum ServerError {
     /// The state machine cannot follow the log (a snapshot that does not decode).
     #[error("state machine failed: {0}")]
     StateMachine(StoreError),
+    /// After a full disk, the WAL could not be opened again.
+    #[error("cannot reopen the WAL after a full disk: {0}")]
+    Reopen(String),
     /// The driver thread ended without saying why (a panic).
     #[error("the driver thread ended unexpectedly")]
     DriverLost,
@@ -114,9 +118,10 @@ impl Server {
 
         let label = NodeLabel::new(cfg.id);
         let span = logging::node_span(&label);
-        let (node, service) = {
+        let (node, service, space) = {
             let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || open(&cfg))
+            let span = span.clone();
+            tokio::task::spawn_blocking(move || span.in_scope(|| open(&cfg)))
                 .await
                 .map_err(|e| StartError::Load(e.to_string()))??
         };
@@ -143,6 +148,9 @@ impl Server {
         let driver = Driver {
             node,
             service,
+            space,
+            cfg: Arc::new(cfg.clone()),
+            next_ticket: 0,
             inbox: inbox_rx,
             transport,
             metrics: metrics.clone(),
@@ -261,18 +269,36 @@ impl Server {
     }
 }
 
-/// Checks the data directory, opens the WAL and restores the state
-/// machine from its snapshot. Blocking.
-fn open(cfg: &ServerConfig) -> Result<(Node<Wal>, Service<driver::ReplyTo>), StartError> {
+/// A node's Raft state and state machine, as the driver holds them.
+pub(crate) type Opened = (Node<Wal>, Service<driver::ReplyTo>);
+
+/// Checks the data directory, sets up its reserve, opens the WAL and
+/// restores the state machine from its snapshot. Blocking.
+fn open(cfg: &ServerConfig) -> Result<(Node<Wal>, Service<driver::ReplyTo>, Space), StartError> {
     let members: Vec<_> = cfg.peers.keys().copied().collect();
-    let expected = Identity::new(&cfg.cluster_id, cfg.id, members.clone());
+    let expected = Identity::new(&cfg.cluster_id, cfg.id, members);
     identity::check_or_create(&cfg.data_dir, &expected)?;
+    let space = Space::open(&cfg.data_dir, cfg.reserve_bytes).map_err(|e| {
+        StartError::Load(format!(
+            "cannot write the reserve file in {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?;
+    let (node, service) = open_node(cfg)?;
+    Ok((node, service, space))
+}
+
+/// Opens the WAL and restores the state machine from its snapshot: what a
+/// start does, and what the driver does again after a full disk. Blocking.
+pub(crate) fn open_node(cfg: &ServerConfig) -> Result<Opened, StartError> {
+    let members: Vec<_> = cfg.peers.keys().copied().collect();
     let opts = WalOptions {
         sync: if cfg.fsync {
             SyncMode::Always
         } else {
             SyncMode::Never
         },
+        segment_bytes: cfg.segment_bytes,
         ..WalOptions::default()
     };
     let wal = Wal::open(cfg.data_dir.join(identity::WAL_DIR), opts)?;

@@ -26,6 +26,9 @@ pub struct StatusReport {
     pub snapshot_index: Index,
     /// Client requests waiting for an answer.
     pub pending_requests: usize,
+    /// Whether the node refuses writes because its disk is (nearly) full.
+    #[serde(default)]
+    pub no_space: bool,
     /// The other members.
     pub peers: Vec<PeerStatus>,
 }

@@ -46,6 +46,14 @@ pub struct ServerArgs {
     /// Largest peer frame [default: 16 MiB; at least 4 MiB].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// Keep a reserve file of this size in the data directory, and refuse
+    /// writes (507 nospace) when free space falls below it plus 1 MiB
+    /// [default: 32 MiB; 0 disables].
+    #[arg(long, value_name = "BYTES")]
+    pub reserve_bytes: Option<u64>,
+    /// Start a new WAL segment file past this size [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub wal_segment_bytes: Option<u64>,
     /// Never fsync the WAL. UNSAFE: a power cut can lose acknowledged writes.
     #[arg(long)]
     pub unsafe_no_fsync: bool,
@@ -64,6 +72,8 @@ struct FileConfig {
     snapshot_bytes: Option<u64>,
     max_body_bytes: Option<usize>,
     max_frame_bytes: Option<usize>,
+    reserve_bytes: Option<u64>,
+    wal_segment_bytes: Option<u64>,
     fsync: Option<bool>,
 }
 
@@ -127,6 +137,12 @@ pub fn config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(b) = args.max_frame_bytes.or(file.max_frame_bytes) {
         cfg.max_frame_bytes = b;
+    }
+    if let Some(b) = args.reserve_bytes.or(file.reserve_bytes) {
+        cfg.reserve_bytes = b;
+    }
+    if let Some(b) = args.wal_segment_bytes.or(file.wal_segment_bytes) {
+        cfg.segment_bytes = b;
     }
     cfg.fsync = !args.unsafe_no_fsync && file.fsync.unwrap_or(true);
     cfg.validate()?;

@@ -26,7 +26,7 @@ pub use codec::{encode_key, percent_decode, put_bytes, take_bytes, BadEncoding};
 pub use error::{from_kv, ApiError, Redirect, RETRY_AFTER_SECS};
 
 use crate::config::PeerAddrs;
-use crate::driver::Input;
+use crate::driver::{Input, Reply};
 use crate::metrics::Metrics;
 
 /// What every handler shares.
@@ -97,7 +97,19 @@ impl AppState {
             Err(mpsc::error::TrySendError::Full(_)) => return Err(busy()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopping()),
         }
-        let reply = rx.await.map_err(|_| stopping())?;
+        let reply = match rx.await {
+            Ok(Reply::Kv(reply)) => reply,
+            Ok(Reply::NoSpace) => return Err(no_space()),
+            // The driver dropped the request: it is stopping, or it rebuilt
+            // its node after a full disk (a write may still commit).
+            Err(_) if self.inner.closing.load(Ordering::Relaxed) => return Err(stopping()),
+            Err(_) => {
+                return Err(ApiError::unavailable(
+                    "entry_lost",
+                    "the node reopened its log after a storage error; the outcome is unknown; retry (safe with a session)",
+                ))
+            }
+        };
         reply.result.map_err(|e| {
             let ctx = Redirect {
                 me: self.inner.me,
@@ -122,6 +134,18 @@ fn request_bytes(body: &RequestBody) -> usize {
             Op::Cas { expected, new, .. } => new.len() + expected.as_ref().map_or(0, Vec::len),
             Op::Get { .. } | Op::Delete { .. } | Op::Range { .. } => 0,
         }
+}
+
+/// 507: the leader refuses writes until its disk has room again.
+fn no_space() -> ApiError {
+    ApiError {
+        retry_after: Some(RETRY_AFTER_SECS),
+        ..ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "nospace",
+            "the leader's disk is full: writes are refused until space is freed (reads still work)",
+        )
+    }
 }
 
 fn stopping() -> ApiError {

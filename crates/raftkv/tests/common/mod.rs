@@ -75,11 +75,22 @@ pub struct Cluster {
     pub procs: BTreeMap<u64, Child>,
     pub extra: Vec<String>,
     pub http: HttpClient,
+    /// Data directories placed elsewhere than `dir/node{id}`.
+    pub data: BTreeMap<u64, PathBuf>,
 }
 
 impl Cluster {
     /// Starts `n` nodes with `extra` flags each.
     pub fn start(n: u64, extra: &[&str]) -> Self {
+        let mut c = Cluster::new(n, extra);
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    /// The addresses and flags of `n` nodes, none started yet.
+    pub fn new(n: u64, extra: &[&str]) -> Self {
         let mut clients = BTreeMap::new();
         let mut entries = Vec::new();
         for id in 1..=n {
@@ -87,18 +98,28 @@ impl Cluster {
             entries.push(format!("{id}=127.0.0.1:{}/{client}", free_port()));
             clients.insert(id, client);
         }
-        let mut c = Cluster {
+        Cluster {
             dir: tempfile::tempdir().unwrap(),
             peers: entries.join(","),
             clients,
             procs: BTreeMap::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             http: HttpClient::new(Duration::from_secs(5)),
-        };
-        for id in 1..=n {
-            c.spawn(id);
+            data: BTreeMap::new(),
         }
-        c
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.data
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.dir.path().join(format!("node{id}")))
+    }
+
+    /// Client addresses of every node, for `raftkv_client::Client`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.clients.values().cloned().collect()
     }
 
     pub fn log(&self, id: u64) -> PathBuf {
@@ -116,7 +137,7 @@ impl Cluster {
             .arg("server")
             .args(["--id", &id.to_string(), "--peers", &self.peers])
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node{id}")))
+            .arg(self.data_dir(id))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
