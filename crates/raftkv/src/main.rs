@@ -3,13 +3,18 @@
 //! ```text
 //! raftkv server --id 1 --peers 1=127.0.0.1:7001/127.0.0.1:8001,... --data-dir DIR
 //! raftkv cluster --nodes 3
+//! raftkv server --id 4 --join http://127.0.0.1:8001 --listen ... --raft-listen ... --data-dir DIR
+//! raftkv member list|add-learner|promote|remove ...
+//! raftkv transfer-leader --to 2
 //! ```
 //!
 //! Exit codes: 0 after a clean stop; 1 when the node fails while running
 //! (storage failure, a port in use); 2 for bad flags or configuration; 3
-//! when the data directory is refused (another node's, locked, corrupt).
+//! when the data directory is refused (another node's, locked, corrupt); 4
+//! when the cluster refuses an admin call.
 
 mod cluster;
+mod member;
 mod server;
 
 use std::process::ExitCode;
@@ -33,6 +38,10 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
     Cluster(cluster::ClusterArgs),
+    /// List, add, promote or remove members of a running cluster.
+    Member(member::MemberArgs),
+    /// Hand leadership to another voter.
+    TransferLeader(member::TransferArgs),
 }
 
 /// A failure and the exit code it gets.
@@ -43,6 +52,8 @@ pub(crate) enum Failure {
     DataDir(anyhow::Error),
     /// Anything else: exit 1.
     Runtime(anyhow::Error),
+    /// The cluster refused an admin call: exit 4.
+    Refused(anyhow::Error),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +61,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Member(args) => member::run(args),
+        Command::TransferLeader(args) => member::transfer(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +71,7 @@ fn main() -> ExitCode {
                 Failure::Usage(e) => (2, e),
                 Failure::DataDir(e) => (3, e),
                 Failure::Runtime(e) => (1, e),
+                Failure::Refused(e) => (4, e),
             };
             eprintln!("error: {e:#}");
             ExitCode::from(code)
