@@ -113,7 +113,7 @@ impl<S: Storage> Node<S> {
             return Err(ConfChangeError::TermNotCommitted.into());
         }
         if change == ConfChange::LeaveJoint {
-            return Err(ConfChangeError::NotJoint.into());
+            return Err(ConfChangeError::LeaveIsAutomatic.into());
         }
         let conf = self.conf().apply(&change)?;
         Ok(self.append_conf(change, conf, context))
