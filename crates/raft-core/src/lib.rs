@@ -40,9 +40,10 @@
 //! use raft_core::{persist, Config, MemStorage, Node};
 //!
 //! let mut node = Node::new(Config::new(1, vec![1]), MemStorage::new()).unwrap();
-//! while !node.is_leader() {
-//!     node.tick().unwrap();
+//! for _ in 0..100 {
+//!     node.tick().unwrap(); // a single voter elects itself within 2T
 //! }
+//! assert!(node.is_leader());
 //! let (index, _term) = node.propose(b"x".to_vec()).unwrap();
 //! let rd = node.ready().unwrap();
 //! persist(node.storage_mut(), &rd).unwrap();
