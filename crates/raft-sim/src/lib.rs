@@ -36,6 +36,7 @@ pub mod factory;
 pub mod harness;
 pub mod hold;
 pub mod invariants;
+pub mod kv;
 pub mod network;
 pub mod seeds;
 pub mod sim;
