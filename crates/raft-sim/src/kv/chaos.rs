@@ -1,6 +1,6 @@
 //! The chaos schedule ([`crate::chaos`]: crashes, partitions, lossy,
 //! duplicating and reordering links, the lab's modes, long delays, held
-//! replies) with KV clerks calling get, put, append, delete, cas and range
+//! replies), plus splits of the leader into a minority, with KV clerks calling get, put, append, delete, cas and range
 //! on a few hot keys throughout, and snapshots on. Then everything heals,
 //! every clerk finishes, each key is read once more, and the replicas and
 //! the whole history are checked.
@@ -32,12 +32,12 @@ pub struct KvChaosConfig {
 }
 
 impl Default for KvChaosConfig {
-    /// Five servers, 10 s, four clerks on three keys pausing up to 30 ms,
+    /// Five servers, 20 s, four clerks on three keys pausing up to 30 ms,
     /// snapshots past 2,000 bytes of Raft state.
     fn default() -> Self {
         KvChaosConfig {
             nodes: 5,
-            duration_ms: 10_000,
+            duration_ms: 20_000,
             clients: 4,
             keys: 3,
             pause_ms: (0, 30),
@@ -55,8 +55,43 @@ pub struct KvChaosReport {
     pub calls: usize,
     /// Calls that returned an answer (the rest have unknown outcomes).
     pub answered: usize,
+    /// Times the leader was split off with a minority.
+    pub leader_isolations: u64,
     /// Servers holding a snapshot at the end.
     pub with_snapshot: usize,
+}
+
+/// The fault that tests reads: the leader and a minority are split from the
+/// rest, and so are the clerks: the first (a reader) reaches only the old
+/// leader's side, the others only the majority, which soon elects a new
+/// leader and writes; a deposed leader that still answered reads would
+/// answer stale ones (Raft paper §8). Clerks reach every server again once
+/// no partition is in force.
+fn isolate_leader(kv: &mut KvCluster, clerks: &[ClerkId], report: &mut KvChaosReport) {
+    let leader = kv
+        .all()
+        .into_iter()
+        .filter_map(|id| kv.cluster.get_state(id).filter(|s| s.1).map(|s| (s.0, id)))
+        .max()
+        .map(|(_, id)| id);
+    let Some(leader) = leader else {
+        return;
+    };
+    let n = kv.n() as u64;
+    let minority: Vec<NodeId> = (0..(n - 1) / 2)
+        .map(|k| kv.cluster.next(leader, k))
+        .collect();
+    let majority: Vec<NodeId> = ((n - 1) / 2..n)
+        .map(|k| kv.cluster.next(leader, k))
+        .collect();
+    kv.partition(&minority, &majority);
+    // Clerks near one side: the first reaches only the old leader's side,
+    // the others only the majority, which soon elects a new leader.
+    for (i, &ck) in clerks.iter().enumerate() {
+        kv.connect_client(ck, if i == 0 { &minority } else { &majority });
+    }
+    report.faults.partitions += 1;
+    report.leader_isolations += 1;
 }
 
 /// Runs the KV chaos schedule for scenario `name` with `seed`.
@@ -65,22 +100,37 @@ pub fn run_kv_chaos(name: &str, seed: u64, cfg: &KvChaosConfig) -> Result<KvChao
     let all = kv.all();
     let clerks: Vec<ClerkId> = (0..cfg.clients).map(|_| kv.make_client(&all)).collect();
     for (me, &ck) in clerks.iter().enumerate() {
-        let ops = Workload::Random(RandomOps::new(me, cfg.keys));
+        // The first clerk mostly reads: it stays with a leader as long as
+        // it answers, deposed or not.
+        let reads = if me == 0 { 90 } else { 40 };
+        let ops = Workload::Random(RandomOps::new(me, cfg.keys).reads(reads));
         kv.run_workload(ck, ops, cfg.pause_ms)?;
     }
     let mut report = KvChaosReport::default();
     let end = kv.now() + cfg.duration_ms * MS;
     while kv.now() < end {
-        if kv.rand_below(100) < 45 {
-            inject_fault(&mut kv.cluster, &mut report.faults)?;
-        } else {
-            repair_one(&mut kv.cluster, &mut report.faults)?;
+        match kv.rand_below(100) {
+            0..=14 => isolate_leader(&mut kv, &clerks, &mut report),
+            15..=49 => inject_fault(&mut kv.cluster, &mut report.faults)?,
+            _ => repair_one(&mut kv.cluster, &mut report.faults)?,
         }
         if kv.rand_below(100) < 5 {
             heal_all(&mut kv.cluster)?;
         }
+        if kv
+            .all()
+            .iter()
+            .all(|&id| kv.cluster.sim().net().group_of(id) == 0)
+        {
+            for &ck in &clerks {
+                kv.connect_client(ck, &all);
+            }
+        }
         let pause = 100 + kv.rand_below(900);
         kv.run_for(pause)?;
+    }
+    for &ck in &clerks {
+        kv.connect_client(ck, &all);
     }
     heal_all(&mut kv.cluster)?;
     kv.cluster.sim_mut().release_all();

@@ -17,6 +17,9 @@ use crate::error::SimError;
 use crate::factory::StorageFactory;
 use crate::sim::{derive_seed, Ev, Sim};
 
+/// Nanoseconds in a unit of virtual time (the checker's clock is in ns).
+const NS_PER_TIME: u64 = 1_000;
+
 /// One call as the clerk's caller saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
@@ -121,7 +124,7 @@ impl Clerks {
         !s.clerk.is_idle() || (s.workload.is_some() && !s.stopping && !s.finished)
     }
 
-    /// The history for the checker. A call that ended in an error that may
+    /// The history for the checker, in nanoseconds of virtual time. A call that ended in an error that may
     /// have taken effect (a timeout, a lost session) has an unknown outcome;
     /// one refused before anything was applied is left out, since it had
     /// no effect and returned nothing.
@@ -132,9 +135,9 @@ impl Clerks {
                 Some((_, Err(e))) if !e.may_have_applied() => continue,
                 _ => {}
             }
-            let id = h.invoke(r.clerk as u64, r.op.clone(), r.call);
+            let id = h.invoke(r.clerk as u64, r.op.clone(), r.call * NS_PER_TIME);
             match &r.end {
-                Some((t, Ok(out))) => h.complete(id, out.clone(), *t),
+                Some((t, Ok(out))) => h.complete(id, out.clone(), *t * NS_PER_TIME),
                 Some((_, Err(_))) | None => h.unknown(id),
             }
         }

@@ -40,16 +40,18 @@ pub struct Generic {
     pub iteration_ms: u64,
     /// A client's pause between calls, uniform in ms. The lab's clients
     /// call back to back, but each of its calls takes a real RPC round
-    /// trip and usually a few ms of Raft; a simulated call takes about one
+    /// trip and usually a few ms of Raft; a simulated call takes about two
     /// ms, so the pause keeps a client near the lab's pace (tens of calls a
-    /// second) and a run's history near the lab's size.
+    /// second) and a run's history near the lab's size. More than five
+    /// clients pause longer, so that the cluster's load stays that of five.
     pub pause_ms: (u64, u64),
 }
 
 impl Generic {
     /// `clients` clients on `servers` servers, reliable, no crashes or
     /// partitions, no snapshots, each client on its own key; three
-    /// iterations of 5 s, as the lab runs them; pauses of up to 40 ms.
+    /// iterations of 5 s, as the lab runs them; pauses of up to 40 ms (more
+    /// with more than five clients).
     pub fn new(clients: usize, servers: usize) -> Self {
         Generic {
             clients,
@@ -61,7 +63,7 @@ impl Generic {
             random_keys: false,
             iterations: 3,
             iteration_ms: 5_000,
-            pause_ms: (0, 40),
+            pause_ms: (0, 8 * clients.max(5) as u64),
         }
     }
 }

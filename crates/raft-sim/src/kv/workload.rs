@@ -111,20 +111,29 @@ impl Workload {
 pub struct RandomOps {
     me: usize,
     keys: usize,
+    reads_pct: u32,
     n: u64,
     /// What this client last saw (or wrote) at each key.
     seen: BTreeMap<Key, Option<Value>>,
 }
 
 impl RandomOps {
-    /// Client `me` on `keys` hot keys.
+    /// Client `me` on `keys` hot keys; 40% of its calls read (gets and
+    /// ranges), the rest are puts, appends, deletes and compare-and-swaps.
     pub fn new(me: usize, keys: usize) -> Self {
         RandomOps {
             me,
             keys: keys.max(1),
+            reads_pct: 40,
             n: 0,
             seen: BTreeMap::new(),
         }
+    }
+
+    /// Makes `pct` percent of the calls reads.
+    pub fn reads(mut self, pct: u32) -> Self {
+        self.reads_pct = pct.min(100);
+        self
     }
 
     fn learn(&mut self, op: &Op, result: &Result<OpResult, KvError>) {
@@ -143,12 +152,20 @@ impl RandomOps {
         self.n += 1;
         let key = format!("h/{}", rng.gen_range(0..self.keys)).into_bytes();
         let value = format!("{}.{}", self.me, self.n).into_bytes();
-        match rng.gen_range(0..100) {
-            0..=24 => Op::Get { key },
-            25..=39 => Op::Put { key, value },
-            40..=59 => Op::Append { key, value },
-            60..=69 => Op::Delete { key },
-            70..=84 => {
+        if rng.gen_range(0..100) < self.reads_pct {
+            return match rng.gen_range(0..8) {
+                0..=4 => Op::Get { key },
+                _ => Op::Range {
+                    prefix: b"h/".to_vec(),
+                    limit: rng.gen_range(1..=self.keys as u32),
+                },
+            };
+        }
+        match rng.gen_range(0..12) {
+            0..=2 => Op::Put { key, value },
+            3..=6 => Op::Append { key, value },
+            7..=8 => Op::Delete { key },
+            _ => {
                 let expected = match rng.gen_range(0..4) {
                     0 => None,
                     _ => self.seen.get(&key).cloned().flatten(),
@@ -159,10 +176,6 @@ impl RandomOps {
                     new: value,
                 }
             }
-            _ => Op::Range {
-                prefix: b"h/".to_vec(),
-                limit: rng.gen_range(1..=self.keys as u32),
-            },
         }
     }
 }
