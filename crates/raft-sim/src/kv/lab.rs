@@ -282,3 +282,21 @@ pub fn speed(name: &str, seed: u64, max_raft_state: Option<u64>) -> Result<f64, 
     cfg.check_history()?;
     Ok(per_op)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_splits_into_the_labs_elements() {
+        let mut v = Vec::new();
+        for (me, j) in [(0, 1), (1, 1), (0, 11), (0, 1)] {
+            v.extend(lab_value(me, j));
+        }
+        let found = lab_elements(&v);
+        assert_eq!(found[&b"x 0 1 y"[..]], [0, 22]);
+        assert_eq!(found[&b"x 1 1 y"[..]], [7]);
+        assert_eq!(found[&b"x 0 11 y"[..]].len(), 1);
+        assert_eq!(found.len(), 3);
+    }
+}

@@ -85,3 +85,40 @@ impl<F: StorageFactory> Sim<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn the_labs_modes_reach_client_messages() {
+        let mut net = Network::new(3);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut draw = |net: &Network, request| {
+            (0..10_000)
+                .map(|_| client_fate(net, &mut rng, request))
+                .collect::<Vec<_>>()
+        };
+        let reliable = draw(&net, true);
+        assert!(reliable.iter().all(|d| d.is_some_and(|d| d < MS)));
+
+        net.reliable = false;
+        let unreliable = draw(&net, true);
+        let lost = unreliable.iter().filter(|d| d.is_none()).count();
+        assert!((800..1200).contains(&lost), "lost {lost} of 10000");
+        assert!(unreliable.iter().flatten().all(|&d| d < 28 * MS));
+        assert!(unreliable.iter().flatten().any(|&d| d > 20 * MS));
+
+        net.reliable = true;
+        net.long_reordering = true;
+        assert!(draw(&net, true).iter().all(|d| d.is_some_and(|d| d < MS)));
+        let replies = draw(&net, false);
+        let late = replies.iter().flatten().filter(|&&d| d >= 200 * MS).count();
+        assert!(
+            (6_000..7_300).contains(&late),
+            "{late} of 10000 replies held back"
+        );
+    }
+}

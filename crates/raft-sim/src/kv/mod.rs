@@ -23,6 +23,18 @@
 //! linearizability checker ([`raft_kv::check`]), which is what proves the
 //! reads, since they are served by ReadIndex and never enter the log.
 //!
+//! ```
+//! use raft_sim::kv::KvCluster;
+//!
+//! // The lab's make_config: 3 servers, reliable network, maxraftstate 1000.
+//! let mut cfg = KvCluster::new("example", 7, 3, false, Some(1_000)).unwrap();
+//! let ck = cfg.make_client(&cfg.all());
+//! cfg.put(ck, "k", "v").unwrap();
+//! cfg.append(ck, "k", "w").unwrap();
+//! cfg.check(ck, "k", "vw").unwrap();
+//! cfg.check_history().unwrap();
+//! ```
+//!
 //! Modules: `servers` (the server side, hooked into the event loop),
 //! `clerks` (clerks, their timers and workloads, the history), `link`
 //! (client messages on the network), [`workload`] (what clients call),

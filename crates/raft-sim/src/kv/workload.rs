@@ -179,3 +179,67 @@ impl RandomOps {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn the_labs_client_puts_its_key_then_appends_numbered_values() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut w = Workload::lab(2, 5, false).numbered_from(7);
+        let first = w.next(&mut rng, None);
+        assert_eq!(
+            first,
+            Some(Op::Put {
+                key: b"2".to_vec(),
+                value: Vec::new()
+            })
+        );
+        let appended: Vec<Vec<u8>> = (0..50)
+            .filter_map(|_| match w.next(&mut rng, None) {
+                Some(Op::Append { key, value }) if key == b"2" => Some(value),
+                Some(Op::Get { key }) if key == b"2" => None,
+                other => panic!("unexpected call {other:?}"),
+            })
+            .collect();
+        assert!(appended.len() > 10);
+        let wanted: Vec<Vec<u8>> = (7..)
+            .take(appended.len())
+            .map(|j| lab_value(2, j))
+            .collect();
+        assert_eq!(appended, wanted);
+    }
+
+    #[test]
+    fn random_ops_expect_what_they_last_saw() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut w = Workload::Random(RandomOps::new(0, 1).reads(0));
+        let get = Op::Get {
+            key: b"h/0".to_vec(),
+        };
+        let seen = Ok(OpResult::Value(Some(b"v".to_vec())));
+        let mut expected = Vec::new();
+        for _ in 0..200 {
+            if let Some(Op::Cas { expected: e, .. }) = w.next(&mut rng, Some((&get, &seen))) {
+                expected.push(e);
+            }
+        }
+        assert!(expected.contains(&None));
+        assert!(expected.contains(&Some(b"v".to_vec())));
+        assert!(expected
+            .iter()
+            .all(|e| e.is_none() || e.as_deref() == Some(&b"v"[..])));
+    }
+
+    #[test]
+    fn a_script_ends() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let get = Op::Get { key: b"k".to_vec() };
+        let mut w = Workload::Script([get.clone()].into());
+        assert_eq!(w.next(&mut rng, None), Some(get));
+        assert_eq!(w.next(&mut rng, None), None);
+    }
+}
