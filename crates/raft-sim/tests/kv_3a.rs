@@ -237,6 +237,8 @@ fn kv_persist_partition_unreliable_linearizable() {
             partitions: true,
             unreliable: true,
             random_keys: true,
+            // Calls over the unreliable network take tens of ms already.
+            pause_ms: (0, 40),
             ..Generic::new(15, 7)
         },
     );

@@ -194,6 +194,8 @@ fn kv_snapshot_unreliable_recover_concurrent_partition_linearizable() {
             crash: true,
             partitions: true,
             random_keys: true,
+            // Calls over the unreliable network take tens of ms already.
+            pause_ms: (0, 40),
             ..snapshots(15, 7)
         },
     );
