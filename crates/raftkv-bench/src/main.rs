@@ -8,6 +8,7 @@
 //! gives the median, the range and raftkv's ratio to each other system.
 //! See docs/BENCHMARKS.md.
 
+mod inline;
 mod openraft_sys;
 mod plot;
 mod raftkv;
@@ -78,6 +79,12 @@ struct Args {
     /// it sends).
     #[arg(long)]
     sync_leader_writes: bool,
+    /// Instead of the matrix: raft-core alone on one thread (nodes taking
+    /// turns, no clock), until this many writes are applied, at the first
+    /// `--clients` and `--payloads` value. Exactly repeatable under
+    /// callgrind: the measure for changes to raft-core.
+    #[arg(long)]
+    inline_writes: Option<u64>,
     /// Write an SVG plot of writes/s against clients to this file.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
@@ -108,6 +115,16 @@ fn main() -> anyhow::Result<()> {
         args.payloads.iter().all(|&p| p >= 8),
         "payloads are at least 8 bytes (they carry the client's id)"
     );
+    if let Some(writes) = args.inline_writes {
+        let (clients, payload) = (args.clients[0], args.payloads[0]);
+        let rate = inline::run(clients, payload, writes)?;
+        println!(
+            "inline raft-core: {writes} writes, {clients} clients, {}: {} writes/s",
+            size(payload),
+            report::rate(rate)
+        );
+        return Ok(());
+    }
     let systems = args.systems.clone();
     let mut results = Results::default();
     eprintln!(
