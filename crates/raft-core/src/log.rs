@@ -188,6 +188,35 @@ impl<S: Storage> RaftLog<S> {
         self.last_index()
     }
 
+    /// [`append`](RaftLog::append), taking the entries by value: they are
+    /// moved into the log, not cloned (a proposal's or an AppendEntries'
+    /// entries have no other owner).
+    pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Index {
+        let Some(first) = entries.first() else {
+            return self.last_index();
+        };
+        let at = first.index;
+        let u = &mut self.unstable;
+        if at <= u.offset {
+            u.offset = at;
+            u.entries.clear();
+        } else {
+            u.entries.truncate((at - u.offset) as usize);
+        }
+        u.entries.append(&mut entries);
+        self.last_index()
+    }
+
+    /// Appends one entry, moved in (a leader's own proposal).
+    pub fn append_one(&mut self, entry: Entry) -> Index {
+        let u = &mut self.unstable;
+        if entry.index == u.offset + u.entries.len() as Index {
+            u.entries.push(entry);
+            return self.last_index();
+        }
+        self.append_owned(vec![entry])
+    }
+
     /// The last index known to be in storage: entries after it wait in the
     /// unstable tail.
     pub fn persisted_index(&self) -> Index {

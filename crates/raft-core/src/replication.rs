@@ -219,8 +219,14 @@ impl<S: Storage> Node<S> {
             .iter()
             .position(|e| !self.log.matches(e.index, e.term))
         {
-            self.log.append(&entries[i..]);
-            self.log_appended(entries[i].index, &entries[i..]);
+            entries.drain(..i);
+            let from = entries[0].index;
+            if self.touches_confs(from, &entries) {
+                self.log.append(&entries);
+                self.log_appended(from, &entries);
+            } else {
+                self.log.append_owned(entries);
+            }
         }
         // Figure 2: commitIndex = min(leaderCommit, index of last new entry).
         self.log.commit_to(leader_commit.min(last_new));
