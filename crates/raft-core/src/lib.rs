@@ -81,6 +81,6 @@ pub use progress::{Progress, ProgressState};
 pub use quorum::{committed_index, majority};
 pub use read_only::ReadState;
 pub use ready::Ready;
-pub use storage::{persist, MemStorage, Storage};
+pub use storage::{persist, persist_owned, MemStorage, Storage};
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 pub use validate::{Rejection, MAX_INDEX, MAX_TERM};

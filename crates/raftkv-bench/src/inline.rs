@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use raft_core::{persist, Config, EntryKind, MemStorage, Message, Node};
+use raft_core::{persist_owned, Config, EntryKind, MemStorage, Message, Node};
 
 use crate::workload::{client_of, payload, COMPACT_EVERY, NODES};
 
@@ -79,7 +79,7 @@ fn step_and_ready(
         }
     };
     route(queues, std::mem::take(&mut rd.early_messages));
-    persist(node.storage_mut(), &rd)?;
+    persist_owned(node.storage_mut(), &mut rd)?;
     route(queues, std::mem::take(&mut rd.messages));
     let leading = node.is_leader();
     for e in &rd.committed_entries {

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use raft_core::{persist, Config, EntryKind, MemStorage, Message, Node};
+use raft_core::{persist_owned, Config, EntryKind, MemStorage, Message, Node};
 
 use crate::workload::{
     client_of, closed_loop, drain, to_node, Cell, Inboxes, Input, LeaderBoard, Outcome, Shared,
@@ -114,7 +114,7 @@ fn drive(
         }
         let mut rd = node.ready()?;
         send(&peers, std::mem::take(&mut rd.early_messages));
-        persist(node.storage_mut(), &rd)?;
+        persist_owned(node.storage_mut(), &mut rd)?;
         send(&peers, std::mem::take(&mut rd.messages));
         let leading = node.is_leader();
         let mut finished = Vec::new();
