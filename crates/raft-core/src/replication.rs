@@ -18,7 +18,9 @@ impl<S: Storage> Node<S> {
         self.heartbeat_elapsed = 0;
         let round = self.start_round();
         let committed = self.log.committed();
-        for to in self.tracker.peers() {
+        let mut i = 0;
+        while let Some(to) = self.tracker.peer(i) {
+            i += 1;
             let Some(pr) = self.tracker.progress.get_mut(&to) else {
                 continue;
             };
@@ -42,7 +44,9 @@ impl<S: Storage> Node<S> {
     /// proposals between two Readies travel in one message per follower).
     pub(crate) fn send_pending(&mut self) -> Result<(), Error> {
         if self.role == Role::Leader && self.pending_send {
-            for to in self.tracker.peers() {
+            let mut i = 0;
+            while let Some(to) = self.tracker.peer(i) {
+                i += 1;
                 self.send_appends(to)?;
             }
         }
