@@ -270,7 +270,9 @@ impl<S: Storage> Node<S> {
                     }
                     _ => {}
                 }
-                if grew {
+                // A match index at or below the commit index cannot move the
+                // majority's (the k-th largest stays put): skip the count.
+                if grew && pr.match_index > log.committed() {
                     self.maybe_commit();
                 }
                 self.send_appends(from)?;
