@@ -209,13 +209,15 @@ impl<S: Storage> Node<S> {
         if self.confs.last_index() > committed {
             return;
         }
-        let conf = self.conf().clone();
-        if conf.is_joint() {
-            let next = conf
+        // Read in place: this runs on every commit, and a copy of the
+        // configuration would allocate.
+        if self.conf().is_joint() {
+            let next = self
+                .conf()
                 .apply(&ConfChange::LeaveJoint)
                 .expect("a joint configuration can always be left");
             self.append_conf(ConfChange::LeaveJoint, next, Vec::new());
-        } else if !conf.is_voter(self.id) {
+        } else if !self.conf().is_voter(self.id) {
             self.hand_over();
         }
     }
