@@ -61,7 +61,7 @@ fn lat(us: f64) -> String {
 
 /// "8 B" or "1 KiB".
 pub fn size(bytes: usize) -> String {
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")
@@ -203,5 +203,44 @@ impl Results {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rate: f64) -> Outcome {
+        Outcome {
+            writes_per_sec: rate,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn ratio_is_of_medians_and_pairs_give_the_range() {
+        let mut r = Results::default();
+        for (a, b) in [(300.0, 100.0), (200.0, 100.0), (100.0, 100.0)] {
+            r.add(64, 8, System::Raftkv, run(a));
+            r.add(64, 8, System::RaftRs, run(b));
+        }
+        assert_eq!(r.ratio((64, 8), System::Raftkv, System::RaftRs), (2.0, 1.0, 3.0));
+        let lines = r.ratio_lines(&[System::Raftkv, System::RaftRs]);
+        assert_eq!(lines, "ratio raftkv/raft-rs at 64 clients, 8 B: 2.00\n");
+    }
+
+    #[test]
+    fn percentiles_pick_the_right_sample() {
+        let lat: Vec<u64> = (1..=1000).map(|i| i * 1000).collect();
+        let o = Outcome::from_latencies(lat, std::time::Duration::from_secs(2));
+        assert_eq!(o.writes_per_sec, 500.0);
+        assert_eq!((o.p50_us, o.p99_us, o.p999_us), (500.0, 990.0, 999.0));
     }
 }
