@@ -156,13 +156,17 @@ impl<S: Storage> RaftLog<S> {
         let mut size: u64 = out.iter().map(Entry::size).sum();
         if hi > split {
             let from = (lo.max(split) - split) as usize;
-            for e in &self.unstable.entries[from..(hi - split) as usize] {
-                if !out.is_empty() && size + e.size() > max_bytes {
+            let tail = &self.unstable.entries[from..(hi - split) as usize];
+            // Count what fits first, then clone it in one go (one allocation).
+            let mut n = 0;
+            for e in tail {
+                if (!out.is_empty() || n > 0) && size + e.size() > max_bytes {
                     break;
                 }
                 size += e.size();
-                out.push(e.clone());
+                n += 1;
             }
+            out.extend_from_slice(&tail[..n]);
         }
         Ok(out)
     }

@@ -231,7 +231,10 @@ mod tests {
             r.add(64, 8, System::Raftkv, run(a));
             r.add(64, 8, System::RaftRs, run(b));
         }
-        assert_eq!(r.ratio((64, 8), System::Raftkv, System::RaftRs), (2.0, 1.0, 3.0));
+        assert_eq!(
+            r.ratio((64, 8), System::Raftkv, System::RaftRs),
+            (2.0, 1.0, 3.0)
+        );
         let lines = r.ratio_lines(&[System::Raftkv, System::RaftRs]);
         assert_eq!(lines, "ratio raftkv/raft-rs at 64 clients, 8 B: 2.00\n");
     }
