@@ -17,11 +17,28 @@
 //!   entries the peer does not hold.
 //! - Commit and apply never go back within an incarnation; terms never go
 //!   back and a vote never changes within a term, even across restarts.
+//!
+//! And with membership changes (§6), the mirror also holds each log's
+//! configurations ([`crate::confs`]):
+//! - A node's configuration in force is the latest in its log.
+//! - Commit quorum: when a leader's commit index rises to N, the nodes whose
+//!   persisted logs hold entry N form a majority of each half of the
+//!   configuration the leader uses (the latest in its log, both halves while
+//!   joint). Counting persisted copies only, a leader that counts its own
+//!   entries before they are durable (asynchronous writes) is caught.
+//! - Election quorum: a new leader holds persisted votes of its term from a
+//!   majority of each half of its configuration.
+//! - A node never counts as a voter in a configuration it does not hold:
+//!   it campaigns, and is elected, only if its own configuration lists it
+//!   as a voter (learners and joining servers never do).
+//! - A snapshot carries the configuration committed at its index.
 
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 
-use raft_core::{Entry, HardState, Index, NodeId, Ready, Role, Status, Storage, Term};
+use raft_core::{ConfState, Entry, HardState, Index, NodeId, Ready, Role, Status, Storage, Term};
+
+use crate::confs::{is_quorum, ConfMirror};
 
 /// FNV-1a over bytes: a deterministic hash that no std release can change.
 pub fn fnv1a(data: &[u8]) -> u64 {
@@ -64,10 +81,17 @@ struct View {
     applied: Index,
     /// The term this node has been seen leading, if it leads now.
     leading: Option<Term>,
+    /// The configurations in the persisted log.
+    confs: ConfMirror,
+    /// The voters the node was started with (stand in for a snapshot
+    /// without a configuration).
+    bootstrap: Vec<NodeId>,
+    /// Role, term and in-memory commit index after the last event.
+    seen: (Role, Term, Index),
 }
 
 impl View {
-    fn empty() -> Self {
+    fn empty(bootstrap: Vec<NodeId>) -> Self {
         View {
             base: 0,
             base_term: 0,
@@ -78,7 +102,25 @@ impl View {
             commit: 0,
             applied: 0,
             leading: None,
+            confs: ConfMirror::new(ConfState::new(&bootstrap)),
+            bootstrap,
+            seen: (Role::Follower, 0, 0),
         }
+    }
+
+    /// A snapshot's configuration; one without stands for the bootstrap one.
+    fn snapshot_conf(&self, conf: &ConfState) -> ConfState {
+        if conf.voters.is_empty() {
+            ConfState::new(&self.bootstrap)
+        } else {
+            conf.clone()
+        }
+    }
+
+    /// Whether the persisted log holds entry `index` of `term` (or a
+    /// snapshot covering it: only committed entries are compacted).
+    fn holds(&self, index: Index, term: Term) -> bool {
+        self.base >= index || self.at(index).is_some_and(|(t, _)| t == term)
     }
 
     fn last(&self) -> Index {
@@ -96,6 +138,22 @@ impl View {
     }
 }
 
+/// What the driver observed of a node after an event.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// The node's status.
+    pub status: &'a Status,
+    /// The term of its last entry, as the node reports it.
+    pub last_term: Option<Term>,
+    /// The term of the entry at its commit index, as the node reports it.
+    pub commit_term: Option<Term>,
+    /// The configuration the node says is in force.
+    pub conf: &'a ConfState,
+    /// A write is in progress (asynchronous leader writes): the node's
+    /// memory is ahead of its persisted state.
+    pub writing: bool,
+}
+
 /// Run-wide safety state.
 #[derive(Debug)]
 pub struct Checker {
@@ -104,21 +162,35 @@ pub struct Checker {
     leaders: BTreeMap<Term, NodeId>,
     /// Log matching: the chain of every `(index, term)` ever held.
     chains: BTreeMap<(Index, Term), u64>,
-    /// Chains of the committed prefix, `committed[i - 1]` for index `i`.
-    committed: Vec<u64>,
+    /// Term and chain of the committed prefix, `committed[i - 1]` for index `i`.
+    committed: Vec<(Term, u64)>,
+    /// Configurations of the committed prefix, by index (the bootstrap one at 0).
+    committed_confs: Vec<(Index, ConfState)>,
+    /// Every vote persisted: `(term, voter) -> candidate`.
+    votes: BTreeMap<(Term, NodeId), NodeId>,
 }
 
 type Check = Result<(), String>;
 
 impl Checker {
-    /// A checker for nodes `1..=n` with empty logs.
+    /// A checker for nodes `1..=n` with empty logs, each started with all
+    /// of them as voters.
     pub fn new(n: usize) -> Self {
+        let voters: Vec<NodeId> = (1..=n as NodeId).collect();
         Checker {
-            views: vec![View::empty(); n],
+            views: vec![View::empty(voters.clone()); n],
             leaders: BTreeMap::new(),
             chains: BTreeMap::new(),
             committed: Vec::new(),
+            committed_confs: vec![(0, ConfState::new(&voters))],
+            votes: BTreeMap::new(),
         }
+    }
+
+    /// Adds node `n + 1`, started with `bootstrap` as its voters (none for
+    /// a server joining a running cluster).
+    pub fn add_node(&mut self, bootstrap: Vec<NodeId>) {
+        self.views.push(View::empty(bootstrap));
     }
 
     /// The leader seen in each term so far.
@@ -129,6 +201,34 @@ impl Checker {
     /// Highest index known committed.
     pub fn committed_index(&self) -> Index {
         self.committed.len() as Index
+    }
+
+    /// The term of the committed entry at `index`, if known committed.
+    pub fn committed_term(&self, index: Index) -> Option<Term> {
+        let i = (index as usize).checked_sub(1)?;
+        self.committed.get(i).map(|&(t, _)| t)
+    }
+
+    /// The configuration in force at the highest committed index.
+    pub fn committed_conf(&self) -> &ConfState {
+        &self.committed_confs.last().expect("the bootstrap one").1
+    }
+
+    /// The committed configuration in force at `index` (at most the
+    /// committed index).
+    pub fn committed_conf_at(&self, index: Index) -> &ConfState {
+        let at = self
+            .committed_confs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .expect("the bootstrap one is at 0");
+        &at.1
+    }
+
+    /// Where each committed configuration entry is, with its configuration.
+    pub fn committed_confs(&self) -> &[(Index, ConfState)] {
+        &self.committed_confs[1..]
     }
 
     fn record_chain(&mut self, index: Index, term: Term, c: u64) -> Check {
@@ -165,13 +265,17 @@ impl Checker {
                     ))
                 }
             };
+            let conf = self.views[i].snapshot_conf(&s.conf);
+            self.check_snapshot_conf(m.index, &conf)?;
             let v = &mut self.views[i];
-            if v.at(m.index).map(|(t, _)| t) == Some(m.term) {
+            let keep = v.at(m.index).map(|(t, _)| t) == Some(m.term);
+            if keep {
                 let drop = (m.index - v.base) as usize;
                 v.log.drain(..drop.min(v.log.len()));
             } else {
                 v.log.clear();
             }
+            v.confs.snapshot(m.index, conf, keep);
             (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
         }
         self.append(i, &rd.entries, leading, term)?;
@@ -187,10 +291,20 @@ impl Checker {
                     m.index
                 ));
             }
+            let held = v.confs.at(m.index).clone();
+            if v.snapshot_conf(&s.conf) != held {
+                return Err(format!(
+                    "local snapshot at {} carries configuration {:?}, but the log has {held:?} there",
+                    m.index, s.conf
+                ));
+            }
+            self.check_snapshot_conf(m.index, &held)?;
+            let v = &mut self.views[i];
             match v.at(m.index) {
                 Some((t, c)) if t == m.term => {
                     let drop = (m.index - v.base) as usize;
                     v.log.drain(..drop.min(v.log.len()));
+                    v.confs.snapshot(m.index, held, true);
                     (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
                 }
                 _ => {
@@ -200,6 +314,22 @@ impl Checker {
                     ))
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A snapshot through `index` must carry the configuration committed
+    /// there (§7: "the last configuration as of lastIncludedIndex").
+    fn check_snapshot_conf(&self, index: Index, conf: &ConfState) -> Check {
+        if index > self.committed_index() {
+            return Ok(()); // Another check reports a snapshot of uncommitted entries.
+        }
+        let committed = self.committed_conf_at(index);
+        if conf != committed {
+            return Err(format!(
+                "snapshot at {index} carries configuration {conf:?}, but {committed:?} is \
+                 committed there"
+            ));
         }
         Ok(())
     }
@@ -225,6 +355,9 @@ impl Checker {
         }
         if hs.commit > v.commit {
             self.record_commit(i, hs.commit)?;
+        }
+        if let Some(candidate) = hs.vote {
+            self.votes.insert((hs.term, i as NodeId + 1), candidate);
         }
         let v = &mut self.views[i];
         (v.term, v.vote, v.commit) = (hs.term, hs.vote, hs.commit);
@@ -278,6 +411,7 @@ impl Checker {
         let v = &mut self.views[i];
         v.log.truncate((from - v.base - 1) as usize);
         v.log.extend(fresh);
+        v.confs.appended(from, entries)?;
         if leading {
             let changed = overwritten
                 .iter()
@@ -292,30 +426,41 @@ impl Checker {
         Ok(())
     }
 
-    /// Checks node `id` after an event that touched it. `last_term` is the
-    /// term of its last entry as the node itself reports it.
-    pub fn after_event(&mut self, id: NodeId, st: &Status, last_term: Option<Term>) -> Check {
+    /// Checks node `id` after an event that touched it, against what it
+    /// persisted (unless a write is in progress) and against the run.
+    pub fn after_event(&mut self, id: NodeId, ob: &Observed) -> Check {
         let i = id as usize - 1;
+        let st = ob.status;
         let v = &self.views[i];
-        if st.last_index != v.last() || last_term != v.at(v.last()).map(|(t, _)| t) {
-            return Err(format!(
-                "in-memory log ends at ({}, {last_term:?}) but the persisted one at ({}, {:?})",
-                st.last_index,
-                v.last(),
-                v.at(v.last()).map(|(t, _)| t)
-            ));
-        }
-        if st.first_index != v.base + 1 {
-            return Err(format!(
-                "first index {} but the persisted snapshot ends at {}",
-                st.first_index, v.base
-            ));
-        }
-        if (st.term, st.vote, st.commit) != (v.term, v.vote, v.commit) {
-            return Err(format!(
-                "in-memory term/vote/commit {}/{:?}/{} differ from the persisted {}/{:?}/{}",
-                st.term, st.vote, st.commit, v.term, v.vote, v.commit
-            ));
+        let last_term = ob.last_term;
+        if !ob.writing {
+            if st.last_index != v.last() || last_term != v.at(v.last()).map(|(t, _)| t) {
+                return Err(format!(
+                    "in-memory log ends at ({}, {last_term:?}) but the persisted one at ({}, {:?})",
+                    st.last_index,
+                    v.last(),
+                    v.at(v.last()).map(|(t, _)| t)
+                ));
+            }
+            if st.first_index != v.base + 1 {
+                return Err(format!(
+                    "first index {} but the persisted snapshot ends at {}",
+                    st.first_index, v.base
+                ));
+            }
+            if (st.term, st.vote, st.commit) != (v.term, v.vote, v.commit) {
+                return Err(format!(
+                    "in-memory term/vote/commit {}/{:?}/{} differ from the persisted {}/{:?}/{}",
+                    st.term, st.vote, st.commit, v.term, v.vote, v.commit
+                ));
+            }
+            if ob.conf != v.confs.current() {
+                return Err(format!(
+                    "configuration in force {:?} is not the latest in the log, {:?} (§6)",
+                    ob.conf,
+                    v.confs.current()
+                ));
+            }
         }
         if st.applied < v.applied {
             return Err(format!(
@@ -327,6 +472,21 @@ impl Checker {
             return Err(format!(
                 "applied {} > commit {} or commit > last index {}",
                 st.applied, st.commit, st.last_index
+            ));
+        }
+        let (role, term, commit) = v.seen;
+        // A leader's commit rose (it may have stepped down in the same
+        // event, handing over after its own removal committed). Within one
+        // event a node cannot both commit as a follower and become leader.
+        let led = st.role == Role::Leader || v.leading == Some(st.term);
+        if led && st.commit > commit {
+            self.check_commit_quorum(id, st.term, st.commit, ob.commit_term, ob.conf)?;
+        }
+        let campaigning = matches!(st.role, Role::PreCandidate | Role::Candidate);
+        if campaigning && (st.role, st.term) != (role, term) && !ob.conf.is_voter(id) {
+            return Err(format!(
+                "node {id} campaigns in term {} but is no voter of its configuration {:?}",
+                st.term, ob.conf
             ));
         }
         if st.role == Role::Leader {
@@ -343,14 +503,78 @@ impl Checker {
                     e.insert(id);
                 }
             }
-            if v.leading != Some(st.term) {
+            if v.leading != Some(st.term) && !ob.writing {
                 self.check_completeness(i, st.term)?;
+                self.check_election_quorum(id, st.term, ob.conf)?;
             }
         }
         let v = &mut self.views[i];
-        v.leading = (st.role == Role::Leader).then_some(st.term);
+        if !ob.writing || st.role != Role::Leader {
+            v.leading = (st.role == Role::Leader).then_some(st.term);
+        }
         v.applied = st.applied;
+        v.seen = (st.role, st.term, st.commit);
         Ok(())
+    }
+
+    /// Leader `leader` of `term` raised its commit index to `n` (an entry
+    /// of term `n_term`): the nodes whose persisted logs hold that entry
+    /// must be a majority of each half of `conf`, the configuration the
+    /// leader counts with (the latest in its log, §6). Only what is
+    /// persisted counts, the leader's own log included.
+    fn check_commit_quorum(
+        &self,
+        leader: NodeId,
+        term: Term,
+        n: Index,
+        n_term: Option<Term>,
+        conf: &ConfState,
+    ) -> Check {
+        let Some(t) = n_term else {
+            return Err(format!(
+                "leader {leader} of term {term} committed index {n}, which its log lacks"
+            ));
+        };
+        let holds = |id: NodeId| {
+            (id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.views.get(i))
+                .is_some_and(|v| v.holds(n, t))
+        };
+        if is_quorum(conf, holds) {
+            return Ok(());
+        }
+        let holders: Vec<NodeId> = (1..=self.views.len() as NodeId)
+            .filter(|&id| holds(id))
+            .collect();
+        Err(format!(
+            "leader {leader} of term {term} committed index {n}, but only nodes {holders:?} \
+             have it persisted: no majority of each half of its configuration {conf:?}"
+        ))
+    }
+
+    /// A new leader of `term` was elected with the persisted votes of a
+    /// majority of each half of its configuration, and is a voter of it.
+    fn check_election_quorum(&self, leader: NodeId, term: Term, conf: &ConfState) -> Check {
+        if !conf.is_voter(leader) {
+            return Err(format!(
+                "node {leader} leads term {term} but is no voter of its configuration {conf:?}"
+            ));
+        }
+        let voted = |v: NodeId| self.votes.get(&(term, v)) == Some(&leader);
+        if is_quorum(conf, voted) {
+            return Ok(());
+        }
+        let voters: Vec<NodeId> = self
+            .votes
+            .range((term, 0)..=(term, NodeId::MAX))
+            .filter(|(_, &c)| c == leader)
+            .map(|(&(_, v), _)| v)
+            .collect();
+        Err(format!(
+            "node {leader} leads term {term} with persisted votes from {voters:?} only: no \
+             majority of each half of its configuration {conf:?}"
+        ))
     }
 
     /// Figure 2's matchIndex is the "index of highest log entry known to be
@@ -391,7 +615,7 @@ impl Checker {
         }
         let v = &self.views[i];
         match v.at(known) {
-            Some((_, c)) if c == self.committed[known as usize - 1] => Ok(()),
+            Some((_, c)) if c == self.committed[known as usize - 1].1 => Ok(()),
             Some(_) => Err(format!(
                 "leader completeness: new leader of term {term} has a different entry at \
                  committed index {known}"
@@ -412,7 +636,7 @@ impl Checker {
         };
         let known = self.committed.len() as Index;
         if commit <= known {
-            if self.committed[commit as usize - 1] != c {
+            if self.committed[commit as usize - 1].1 != c {
                 return Err(format!(
                     "two different entries committed at index {commit} (state-machine safety)"
                 ));
@@ -421,7 +645,7 @@ impl Checker {
         }
         if known > 0 {
             match v.at(known) {
-                Some((_, ck)) if ck == self.committed[known as usize - 1] => {}
+                Some((_, ck)) if ck == self.committed[known as usize - 1].1 => {}
                 _ => {
                     return Err(format!(
                         "commit to {commit} does not extend the committed prefix ending at {known}"
@@ -434,15 +658,19 @@ impl Checker {
             ));
         }
         for index in known + 1..=commit {
-            let (_, c) = v.at(index).expect("between base and commit");
-            self.committed.push(c);
+            let at = v.at(index).expect("between base and commit");
+            self.committed.push(at);
         }
+        let confs: Vec<(Index, ConfState)> = v.confs.between(known, commit).cloned().collect();
+        self.committed_confs.extend(confs);
         Ok(())
     }
 
     /// Node `id` crashed: it keeps its mirror (that is its disk), and leads nothing.
     pub fn on_crash(&mut self, id: NodeId) {
-        self.views[id as usize - 1].leading = None;
+        let v = &mut self.views[id as usize - 1];
+        v.leading = None;
+        v.seen = (Role::Follower, v.term, 0);
     }
 
     /// Node `id` restarted over `storage`: rebuild its mirror from what the
@@ -460,9 +688,15 @@ impl Checker {
         let entries = storage
             .entries(first, last + 1, u64::MAX)
             .map_err(|e| e.to_string())?;
-        let old = std::mem::replace(&mut self.views[i], View::empty());
+        let bootstrap = self.views[i].bootstrap.clone();
+        let old = std::mem::replace(&mut self.views[i], View::empty(bootstrap));
         let v = &mut self.views[i];
         (v.base, v.base_term, v.base_chain) = (m.index, m.term, base_chain);
+        if storage.first_index() > 1 {
+            let conf = v.snapshot_conf(&snap.conf);
+            v.confs.snapshot(m.index, conf, false);
+        }
+        v.confs.appended(first, &entries)?;
         let mut prev = base_chain;
         let mut fresh = Vec::with_capacity(entries.len());
         for e in &entries {
@@ -483,6 +717,7 @@ impl Checker {
         (v.term, v.vote) = (old.term, old.vote);
         // A new incarnation: commit and applied start over from storage.
         (v.commit, v.applied) = (st.commit, st.applied);
+        v.seen = (st.role, st.term, st.commit);
         if old.last() != v.last() || old.at(old.last()) != v.at(v.last()) {
             return Err(format!(
                 "storage reopened with log ending at {} but {} was persisted",
@@ -494,7 +729,7 @@ impl Checker {
         let at_commit = v.at(st.commit).map(|(_, c)| c);
         if st.commit > v.base
             && st.commit <= known
-            && at_commit != Some(self.committed[st.commit as usize - 1])
+            && at_commit != Some(self.committed[st.commit as usize - 1].1)
         {
             return Err(format!(
                 "restarted with a wrong entry at commit {}",
@@ -546,16 +781,58 @@ mod tests {
         Entry::normal(index, term, vec![data])
     }
 
+    /// `after_event` for a node in configuration `conf`, no write in
+    /// progress, reporting `term_at` for its last and commit entries.
+    fn observe(
+        c: &mut Checker,
+        st: &Status,
+        conf: &ConfState,
+        term_at: impl Fn(Index) -> Option<Term>,
+    ) -> Check {
+        let ob = Observed {
+            status: st,
+            last_term: term_at(st.last_index),
+            commit_term: term_at(st.commit),
+            conf,
+            writing: false,
+        };
+        c.after_event(st.id, &ob)
+    }
+
+    fn at_zero(i: Index) -> Option<Term> {
+        (i == 0).then_some(0)
+    }
+
+    /// A configuration entry moving to `conf`.
+    fn conf_entry(index: Index, term: Term, conf: &ConfState) -> Entry {
+        let data = raft_core::ConfEntry {
+            change: raft_core::ConfChange::LeaveJoint,
+            conf: conf.clone(),
+            context: vec![],
+        }
+        .encode();
+        Entry {
+            index,
+            term,
+            kind: raft_core::EntryKind::Config,
+            data: data.into(),
+        }
+    }
+
     #[test]
     fn two_leaders_in_one_term_are_caught() {
         let mut c = Checker::new(3);
+        let conf = ConfState::new(&[1, 2, 3]);
         for id in 1..=2 {
             c.on_ready(id, &ready(vec![], Some(hs(1, id, 0))), Role::Leader, 1)
                 .unwrap();
         }
-        c.after_event(1, &status(1, hs(1, 1, 0), Role::Leader, 0), Some(0))
+        c.on_ready(3, &ready(vec![], Some(hs(1, 1, 0))), Role::Follower, 1)
             .unwrap();
-        let err = c.after_event(2, &status(2, hs(1, 2, 0), Role::Leader, 0), Some(0));
+        let st = status(1, hs(1, 1, 0), Role::Leader, 0);
+        observe(&mut c, &st, &conf, at_zero).unwrap();
+        let st = status(2, hs(1, 2, 0), Role::Leader, 0);
+        let err = observe(&mut c, &st, &conf, at_zero);
         assert!(err.unwrap_err().contains("election safety"));
     }
 
@@ -573,8 +850,8 @@ mod tests {
         let mut c = Checker::new(1);
         c.on_ready(1, &ready(vec![], Some(hs(2, 1, 0))), Role::Leader, 2)
             .unwrap();
-        c.after_event(1, &status(1, hs(2, 1, 0), Role::Leader, 0), Some(0))
-            .unwrap();
+        let st = status(1, hs(2, 1, 0), Role::Leader, 0);
+        observe(&mut c, &st, &ConfState::new(&[1]), at_zero).unwrap();
         let two = vec![e(1, 2, 1), e(2, 2, 2)];
         c.on_ready(1, &ready(two, None), Role::Leader, 2).unwrap();
         // Re-writing entry 1 drops entry 2: a deletion.
@@ -617,7 +894,115 @@ mod tests {
         .unwrap();
         c.on_ready(2, &ready(vec![], Some(hs(2, 2, 0))), Role::Leader, 2)
             .unwrap();
-        let err = c.after_event(2, &status(2, hs(2, 2, 0), Role::Leader, 0), Some(0));
+        let st = status(2, hs(2, 2, 0), Role::Leader, 0);
+        let err = observe(&mut c, &st, &ConfState::new(&[1, 2]), at_zero);
         assert!(err.unwrap_err().contains("leader completeness"));
+    }
+
+    /// Node 1 leads term 1 of {1, 2, 3} with votes from 1 and 3.
+    fn elected() -> (Checker, ConfState) {
+        let mut c = Checker::new(3);
+        let conf = ConfState::new(&[1, 2, 3]);
+        for id in [1, 3] {
+            let role = if id == 1 {
+                Role::Leader
+            } else {
+                Role::Follower
+            };
+            c.on_ready(id, &ready(vec![], Some(hs(1, 1, 0))), role, 1)
+                .unwrap();
+        }
+        let st = status(1, hs(1, 1, 0), Role::Leader, 0);
+        observe(&mut c, &st, &conf, at_zero).unwrap();
+        (c, conf)
+    }
+
+    #[test]
+    fn a_commit_counting_an_unpersisted_copy_is_caught() {
+        let (mut c, conf) = elected();
+        // Entry 1 is persisted on node 2 only; the leader's own write is
+        // still in progress, yet it commits: one copy of three.
+        c.on_ready(
+            2,
+            &ready(vec![e(1, 1, 1)], Some(hs(1, 1, 0))),
+            Role::Follower,
+            1,
+        )
+        .unwrap();
+        let mut st = status(1, hs(1, 1, 1), Role::Leader, 1);
+        st.applied = 0;
+        let ob = Observed {
+            status: &st,
+            last_term: Some(1),
+            commit_term: Some(1),
+            conf: &conf,
+            writing: true,
+        };
+        let err = c.after_event(1, &ob).unwrap_err();
+        assert!(err.contains("only nodes [2] have it persisted"), "{err}");
+        // Once its own write has landed, two of three hold it.
+        let (mut c, conf) = elected();
+        for id in [1, 2] {
+            c.on_ready(id, &ready(vec![e(1, 1, 1)], None), Role::Follower, 1)
+                .unwrap();
+        }
+        c.views[0].commit = 1;
+        observe(&mut c, &st, &conf, |i| (i <= 1).then_some(i)).unwrap();
+    }
+
+    #[test]
+    fn a_joint_commit_needs_both_halves() {
+        let (mut c, _) = elected();
+        c.add_node(vec![]);
+        c.add_node(vec![]);
+        let joint = ConfState::new(&[1, 2, 3])
+            .apply(&raft_core::ConfChange::Joint {
+                voters: vec![1, 4, 5],
+                learners: vec![],
+            })
+            .unwrap();
+        for id in [1, 2, 3] {
+            let entries = vec![conf_entry(1, 1, &joint)];
+            c.on_ready(id, &ready(entries, None), Role::Follower, 1)
+                .unwrap();
+        }
+        c.views[0].commit = 1;
+        let st = status(1, hs(1, 1, 1), Role::Leader, 1);
+        let err = observe(&mut c, &st, &joint, |i| (i <= 1).then_some(i)).unwrap_err();
+        assert!(err.contains("no majority of each half"), "{err}");
+    }
+
+    #[test]
+    fn votes_of_learners_do_not_elect_and_learners_do_not_campaign() {
+        let mut c = Checker::new(3);
+        c.add_node(vec![]);
+        let conf = ConfState::new(&[1, 2, 3])
+            .apply(&raft_core::ConfChange::AddLearner(4))
+            .unwrap();
+        for id in [1, 4] {
+            let entries = vec![conf_entry(1, 1, &conf)];
+            c.on_ready(id, &ready(entries, Some(hs(1, 1, 0))), Role::Follower, 1)
+                .unwrap();
+        }
+        let st = status(1, hs(1, 1, 0), Role::Leader, 1);
+        let err = observe(&mut c, &st, &conf, |i| (i <= 1).then_some(i)).unwrap_err();
+        assert!(err.contains("persisted votes from [1, 4] only"), "{err}");
+        let mut st = status(4, hs(1, 1, 0), Role::PreCandidate, 0);
+        st.vote = Some(1);
+        let mut c = Checker::new(3);
+        c.add_node(vec![]);
+        c.on_ready(4, &ready(vec![], Some(hs(1, 1, 0))), Role::Follower, 1)
+            .unwrap();
+        let err = observe(&mut c, &st, &ConfState::default(), at_zero).unwrap_err();
+        assert!(err.contains("no voter"), "{err}");
+    }
+
+    #[test]
+    fn a_configuration_not_from_the_log_is_caught() {
+        let mut c = Checker::new(3);
+        let st = status(1, HardState::default(), Role::Follower, 0);
+        let other = ConfState::new(&[1, 2]);
+        let err = observe(&mut c, &st, &other, at_zero).unwrap_err();
+        assert!(err.contains("not the latest in the log"), "{err}");
     }
 }

@@ -29,20 +29,25 @@
 
 pub mod app;
 pub mod chaos;
+pub mod chaos_membership;
 pub mod clock;
+pub mod confs;
 mod driver;
 pub mod error;
 pub mod factory;
 pub mod harness;
 pub mod hold;
 pub mod invariants;
+pub mod membership;
 pub mod network;
 pub mod seeds;
+pub mod servers;
 pub mod sim;
 pub mod stats;
 mod tasks;
 pub mod timeline;
 pub mod trace;
+mod write;
 
 pub use chaos::{run_chaos, ChaosConfig, ChaosReport};
 pub use error::{FailureKind, SimError};

@@ -234,7 +234,7 @@ impl<F: StorageFactory> Cluster<F> {
         Ok(())
     }
 
-    fn poll_task(&mut self, task: u64) -> Result<(), SimError> {
+    pub(crate) fn poll_task(&mut self, task: u64) -> Result<(), SimError> {
         let slot = &mut self.tasks[task as usize];
         let Slot::Running(mut t) = std::mem::replace(slot, Slot::Polling) else {
             return Ok(());
