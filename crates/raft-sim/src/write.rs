@@ -37,6 +37,7 @@ impl<F: StorageFactory> Sim<F> {
             return self.finish_ready(id, rd);
         }
         let i = id as usize - 1;
+        self.stats.async_writes += 1;
         let delay = self.rng.gen_range(WRITE_DELAY.0..=WRITE_DELAY.1);
         self.servers[i].write = Some(rd);
         let incarnation = self.incarnation[i];
@@ -57,6 +58,7 @@ impl<F: StorageFactory> Sim<F> {
         };
         self.events += 1;
         if std::mem::take(&mut self.servers[i].fail_next_write) {
+            self.stats.lost_writes += 1;
             self.record(Some(id), Event::WriteLost);
             self.crash(id);
             return Ok(());
