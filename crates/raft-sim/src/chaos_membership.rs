@@ -4,8 +4,9 @@
 //! and leadership is handed over, all proposed at whoever leads and left to
 //! succeed or fail. Removed servers keep running a while, then stop for
 //! good. With asynchronous leader writes on, a leader's write in progress
-//! is now and then lost to a crash. At the end everything heals, and every
-//! command a client saw committed must be on every member.
+//! is now and then lost to a crash. At the end everything heals, one more
+//! server joins and is promoted, and every command a client saw committed
+//! must be on every member.
 
 use std::collections::BTreeSet;
 
@@ -24,7 +25,7 @@ pub struct MembershipChaos {
     pub duration_ms: u64,
     /// Concurrent clients.
     pub clients: u64,
-    /// Percent of steps that attempt a membership change or a transfer.
+    /// Percent of steps that also attempt a membership change or a transfer.
     pub change_pct: u64,
     /// At most this many servers run at once (retired ones not counted).
     pub max_servers: usize,
@@ -39,7 +40,7 @@ impl Default for MembershipChaos {
         MembershipChaos {
             duration_ms: 20_000,
             clients: 3,
-            change_pct: 30,
+            change_pct: 50,
             max_servers: 8,
             max_voters: 7,
             lose_writes: false,
@@ -207,13 +208,14 @@ pub fn run_membership_chaos<F: StorageFactory>(
     let clients: Vec<_> = (0..cfg.clients).map(|me| c.spawn_client(me)).collect();
     let end = c.now() + cfg.duration_ms * crate::clock::MS;
     while c.now() < end {
-        let roll = c.rand_below(100);
-        if roll < cfg.change_pct {
-            change_step(c, cfg, &mut joining, &mut r)?;
-        } else if roll < cfg.change_pct + (100 - cfg.change_pct) * 45 / 100 {
+        // The plain schedule's faults and repairs, and changes on top.
+        if c.rand_below(100) < 45 {
             inject_fault(c, &mut r.faults)?;
         } else {
             repair_one(c, &mut r.faults)?;
+        }
+        if c.rand_below(100) < cfg.change_pct {
+            change_step(c, cfg, &mut joining, &mut r)?;
         }
         if cfg.lose_writes && c.rand_below(100) < 10 {
             if let Some(l) = c.leader() {
@@ -227,6 +229,9 @@ pub fn run_membership_chaos<F: StorageFactory>(
         retire_removed(c, &mut joining, &mut r);
         let pause = 100 + c.rand_below(900);
         c.run_for(pause)?;
+    }
+    for id in 1..=c.n() as NodeId {
+        c.sim_mut().keep_next_write(id);
     }
     heal_all(c)?;
     c.sim_mut().release_all();
@@ -244,6 +249,10 @@ pub fn run_membership_chaos<F: StorageFactory>(
     c.wait_conf(10_000, "the joint configuration to be left", |conf| {
         !conf.is_joint()
     })?;
+    // One more server joins the healed cluster and becomes a voter.
+    let id = c.add_server()?;
+    c.add_learner(id)?;
+    c.promote(id)?;
     let last = c.rand_cmd();
     let members = c.members();
     c.one(last, members.len(), true)?;

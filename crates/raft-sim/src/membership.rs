@@ -7,8 +7,10 @@
 //! The blocking calls ([`Cluster::change`] and the names built on it) act
 //! like the lab's `one()`: find the leader, propose, wait for the commit,
 //! and try again (at the next leader, if need be) until the committed
-//! configuration shows the change, or fail after 10 s of virtual time.
-//! "Committed" is the checker's view: the configuration in force at the
+//! configuration shows the change, or fail after 10 s of virtual time. A
+//! leader refuses changes until an entry of its term has committed (the
+//! raft-dev erratum); without `noop_on_election` the harness then proposes
+//! an empty command for it. "Committed" is the checker's view: the configuration in force at the
 //! highest index any node has persisted as committed.
 
 use raft_core::{ConfChange, ConfChangeError, ConfState, Error, Index, NodeId, Term};
@@ -220,6 +222,12 @@ impl<F: StorageFactory> Cluster<F> {
                     let _ =
                         self.wait_for(wait, &what, |c| c.sim.checker().committed_index() >= index);
                     self.run_for(10)?;
+                }
+                Err(Error::ConfChange(ConfChangeError::TermNotCommitted)) => {
+                    // Without `noop_on_election` a new leader has no entry
+                    // of its term until a command commits: propose one.
+                    self.sim.propose(leader, Vec::new())?;
+                    self.run_for(20)?;
                 }
                 Err(e) if retry_later(&e) => self.run_for(20)?,
                 Err(e) => {

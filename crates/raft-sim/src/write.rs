@@ -79,6 +79,16 @@ impl<F: StorageFactory> Sim<F> {
         }
     }
 
+    /// Undoes [`fail_next_write`](Self::fail_next_write) for node `id`.
+    pub fn keep_next_write(&mut self, id: NodeId) {
+        if let Some(s) = (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.servers.get_mut(i))
+        {
+            s.fail_next_write = false;
+        }
+    }
+
     /// Whether node `id` has a write in progress.
     pub fn writing(&self, id: NodeId) -> bool {
         (id as usize)
