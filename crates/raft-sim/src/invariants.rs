@@ -503,14 +503,18 @@ impl Checker {
                     e.insert(id);
                 }
             }
-            if v.leading != Some(st.term) && !ob.writing {
-                self.check_completeness(i, st.term)?;
-                self.check_election_quorum(id, st.term, ob.conf)?;
-            }
+        }
+        // A new leader is checked once its term (and so its vote) is
+        // persisted, in the configuration it was elected in: its own
+        // appends come later (a write in progress holds only those).
+        let elected = st.role == Role::Leader && v.term == st.term;
+        if elected && v.leading != Some(st.term) {
+            self.check_completeness(i, st.term)?;
+            self.check_election_quorum(id, st.term, ob.conf)?;
         }
         let v = &mut self.views[i];
-        if !ob.writing || st.role != Role::Leader {
-            v.leading = (st.role == Role::Leader).then_some(st.term);
+        if st.role != Role::Leader || elected {
+            v.leading = elected.then_some(st.term);
         }
         v.applied = st.applied;
         v.seen = (st.role, st.term, st.commit);
