@@ -28,7 +28,7 @@ pub(crate) fn conf_of(e: &Entry) -> Result<Option<ConfState>, String> {
 pub fn is_quorum(conf: &ConfState, holds: impl Fn(NodeId) -> bool) -> bool {
     let half = |voters: &[NodeId]| {
         let n = voters.iter().filter(|&&v| holds(v)).count();
-        n >= voters.len() / 2 + 1
+        n > voters.len() / 2
     };
     !conf.voters.is_empty()
         && half(&conf.voters)
