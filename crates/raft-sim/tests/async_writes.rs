@@ -8,7 +8,7 @@
 //! sending and persisting loses that Ready's writes.
 
 use raft_core::{Config, NodeId};
-use raft_sim::{cmd, seeds, Cluster, SimError, TaskOutput};
+use raft_sim::{cmd, run_chaos, seeds, ChaosConfig, Cluster, SimError, TaskOutput};
 
 fn async_writes(c: &mut Config) {
     c.async_leader_writes = true;
@@ -93,5 +93,26 @@ fn leader_crashes_between_send_and_persist() {
             return Err(c.fatal(format!("{} writes lost", c.stats().lost_writes)));
         }
         all_have(&mut c, &acked)
+    });
+}
+
+/// The plain chaos schedule with asynchronous leader writes: a crash that
+/// hits a leader may land between its early messages and its write.
+#[test]
+fn chaos_with_async_leader_writes() {
+    seeds::run("chaos_with_async_leader_writes", |seed| {
+        let mut c = Cluster::builder(5, seed)
+            .snapshot_every(10)
+            .configure(async_writes)
+            .build()?;
+        let chaos = ChaosConfig {
+            duration_ms: 15_000,
+            ..ChaosConfig::default()
+        };
+        let report = run_chaos(&mut c, &chaos)?;
+        if report.acknowledged == 0 || c.stats().async_writes == 0 {
+            return Err(c.fatal("no command acknowledged, or no write in parallel"));
+        }
+        Ok(())
     });
 }
