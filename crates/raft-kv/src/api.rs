@@ -42,6 +42,11 @@ pub enum RequestBody {
     /// A read (`op.is_read()`); it carries no sequence number, because reading
     /// twice changes nothing.
     Read { op: Op, consistency: Consistency },
+    /// Apply `op` with no session: applied every time it is proposed, with no
+    /// duplicate check, so a client that retries after an unknown outcome may
+    /// apply it twice (at-least-once, like etcd's plain puts). For clients
+    /// that cannot keep a session, e.g. one-off HTTP writes.
+    PlainWrite { op: Op },
 }
 
 /// How fresh a read must be.

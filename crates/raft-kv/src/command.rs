@@ -5,6 +5,11 @@
 //! every replica expires sessions by the same time: the clock carried in the
 //! log. A record that does not decode (corrupt, or written by a newer
 //! version) is refused with a [`RecordError`], the same on every replica.
+//!
+//! Versions: 1 has `Register`, `Request` and `Read`; 2 adds `PlainWrite` (a
+//! write without a session) and is what this code writes. Both are read, so
+//! logs written by version 1 still apply; a `PlainWrite` behind version 1 is
+//! malformed, and a version-1 reader refuses every version-2 record.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -12,8 +17,10 @@ use thiserror::Error;
 use crate::api::{Seq, SessionId};
 use crate::op::Op;
 
-/// The record format this code writes and reads.
-pub const RECORD_VERSION: u8 = 1;
+/// The record format this code writes (and the newest it reads).
+pub const RECORD_VERSION: u8 = 2;
+/// The oldest record format this code reads.
+pub const OLDEST_RECORD_VERSION: u8 = 1;
 
 /// One log record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +46,9 @@ pub enum RecordBody {
     /// A read through the log, with no session: answered from the state at
     /// the record's index, changing nothing (the baseline of thesis §6.4).
     Read { op: Op },
+    /// A write with no session, applied every time it appears in the log (no
+    /// duplicate check). Since record version 2.
+    PlainWrite { op: Op },
 }
 
 /// Why a record did not decode. Carries no free text, so that every replica
@@ -49,7 +59,7 @@ pub enum RecordError {
     #[error("empty record")]
     Empty,
     /// Written by a format version this code does not read.
-    #[error("record format version {found} (this build reads {supported})")]
+    #[error("record format version {found} (this build reads 1 to {supported})")]
     UnsupportedVersion { found: u8, supported: u8 },
     /// The bytes after the version byte are not a record.
     #[error("malformed record")]
@@ -70,7 +80,7 @@ pub fn encode(record: &Record) -> Vec<u8> {
 /// Decodes a record written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    if version != RECORD_VERSION {
+    if !(OLDEST_RECORD_VERSION..=RECORD_VERSION).contains(&version) {
         return Err(RecordError::UnsupportedVersion {
             found: version,
             supported: RECORD_VERSION,
@@ -78,6 +88,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     }
     let (record, rest) =
         postcard::take_from_bytes::<Record>(body).map_err(|_| RecordError::Malformed)?;
+    if version == 1 && matches!(record.body, RecordBody::PlainWrite { .. }) {
+        // Version 1 had no such record: the bytes are not a version-1 record.
+        return Err(RecordError::Malformed);
+    }
     if !rest.is_empty() {
         return Err(RecordError::TrailingBytes);
     }
@@ -117,11 +131,43 @@ mod tests {
                     op: Op::Get { key: vec![] },
                 },
             },
+            Record {
+                stamp_ms: 5,
+                body: RecordBody::PlainWrite {
+                    op: Op::Append {
+                        key: b"k".to_vec(),
+                        value: vec![0xff],
+                    },
+                },
+            },
         ] {
             let bytes = encode(&record);
             assert_eq!(bytes[0], RECORD_VERSION);
             assert_eq!(decode(&bytes), Ok(record));
         }
+    }
+
+    #[test]
+    fn reads_version_one_but_not_a_plain_write_behind_it() {
+        // Version 1 and 2 share the layout of the records version 1 had.
+        let mut old = encode(&request());
+        old[0] = 1;
+        assert_eq!(decode(&old), Ok(request()));
+        let mut plain = encode(&Record {
+            stamp_ms: 1,
+            body: RecordBody::PlainWrite {
+                op: Op::Delete { key: vec![] },
+            },
+        });
+        plain[0] = 1;
+        assert_eq!(decode(&plain), Err(RecordError::Malformed));
+        assert_eq!(
+            decode(&[0, 0, 0]),
+            Err(RecordError::UnsupportedVersion {
+                found: 0,
+                supported: RECORD_VERSION
+            })
+        );
     }
 
     #[test]

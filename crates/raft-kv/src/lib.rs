@@ -90,7 +90,7 @@ pub use api::{
     SessionId,
 };
 pub use clerk::{Action, CallId, Clerk, ClerkConfig};
-pub use command::{Record, RecordBody, RecordError, RECORD_VERSION};
+pub use command::{Record, RecordBody, RecordError, OLDEST_RECORD_VERSION, RECORD_VERSION};
 pub use node::RaftNode;
 pub use op::{Key, Op, OpResult, Value};
 pub use service::{ReadPath, Replies, Service, ServiceConfig};

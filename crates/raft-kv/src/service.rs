@@ -176,6 +176,7 @@ impl<C> Service<C> {
                     _ => Ok(RecordBody::Request { session, seq, op }),
                 }
             }
+            RequestBody::PlainWrite { op } => Ok(RecordBody::PlainWrite { op }),
             RequestBody::Read { op, .. } if !op.is_read() => Err(KvError::BadRequest {
                 reason: "a read request must carry a read-only operation".into(),
             }),
@@ -462,7 +463,9 @@ impl<C> Service<C> {
 fn body_check(cfg: &StoreConfig, body: &RecordBody) -> Result<(), KvError> {
     match body {
         RecordBody::Register => Ok(()),
-        RecordBody::Request { op, .. } | RecordBody::Read { op } => cfg.check(op),
+        RecordBody::Request { op, .. }
+        | RecordBody::Read { op }
+        | RecordBody::PlainWrite { op } => cfg.check(op),
     }
 }
 
@@ -474,9 +477,9 @@ fn reply_err(id: RequestId, e: KvError) -> ClientReply {
 fn answer_of(outcome: &Outcome) -> Result<Answer, KvError> {
     match outcome {
         Outcome::Registered { session } => Ok(Answer::Registered { session: *session }),
-        Outcome::Answered { answer, .. } | Outcome::Read { answer } => {
-            answer.clone().map(Answer::Op)
-        }
+        Outcome::Answered { answer, .. }
+        | Outcome::Read { answer }
+        | Outcome::Applied { answer } => answer.clone().map(Answer::Op),
         Outcome::Rejected(e) => Err(KvError::BadRecord(*e)),
         // Our own proposal is always a record; never reached.
         Outcome::Skipped => Err(KvError::EntryLost { leader: None }),

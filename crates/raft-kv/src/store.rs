@@ -94,6 +94,8 @@ pub enum Outcome {
     },
     /// A read through the log was answered.
     Read { answer: Answer },
+    /// A write without a session was applied (no duplicate check).
+    Applied { answer: Answer },
     /// The record did not decode; nothing changed but the applied index.
     Rejected(RecordError),
 }
@@ -208,6 +210,9 @@ impl Store {
             }
             RecordBody::Read { op } => Outcome::Read {
                 answer: self.read(&op),
+            },
+            RecordBody::PlainWrite { op } => Outcome::Applied {
+                answer: self.execute(&op),
             },
             RecordBody::Request { session, seq, op } => {
                 let answer = match self.sessions.check(session, seq) {

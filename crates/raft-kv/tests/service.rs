@@ -149,6 +149,51 @@ fn a_write_is_answered_when_its_entry_is_applied() {
 }
 
 #[test]
+fn a_plain_write_needs_no_session_and_is_applied_each_time_it_is_proposed() {
+    let mut svc: Service<&'static str> = Service::new(ServiceConfig::default());
+    let mut node = FakeNode::leader(1, 1);
+    let plain = |id| ClientRequest {
+        id,
+        body: RequestBody::PlainWrite {
+            op: Op::Append {
+                key: b"a".to_vec(),
+                value: b"x".to_vec(),
+            },
+        },
+    };
+    // A client retrying after an unknown outcome proposes the write again:
+    // both copies apply (at-least-once), unlike a session's retry.
+    assert!(svc.on_request(&mut node, "c", plain(1), 5).is_empty());
+    assert!(svc.on_request(&mut node, "c", plain(2), 6).is_empty());
+    let record = raft_kv::command::decode(&node.proposed[0].2).unwrap();
+    assert_eq!(record.stamp_ms, 5);
+    let out = svc.apply(&node.entry(1)).unwrap();
+    assert_eq!(
+        only(out, "c"),
+        Ok(Answer::Op(OpResult::Appended { len: 1 }))
+    );
+    let out = svc.apply(&node.entry(2)).unwrap();
+    assert_eq!(
+        only(out, "c"),
+        Ok(Answer::Op(OpResult::Appended { len: 2 }))
+    );
+    assert_eq!(svc.store().map().get(&b"a"[..]), Some(&b"xx".to_vec()));
+    assert!(svc.store().sessions().is_empty(), "no session was opened");
+    // A follower refuses it like any write, and the size limits apply.
+    node.step_down(2, Some(3));
+    let out = svc.on_request(&mut node, "f", plain(3), 7);
+    assert_eq!(only(out, "f"), Err(KvError::NotLeader { leader: Some(3) }));
+    let huge = ClientRequest {
+        id: 4,
+        body: RequestBody::PlainWrite {
+            op: put("a", &"v".repeat(2 << 20)),
+        },
+    };
+    let out = svc.on_request(&mut node, "h", huge, 8);
+    assert!(matches!(only(out, "h"), Err(KvError::ValueTooLarge { .. })));
+}
+
+#[test]
 fn another_term_at_the_index_means_the_entry_was_lost() {
     let (mut svc, mut node) = with_session(ServiceConfig::default());
     svc.on_request(&mut node, "c", write(2, 1, 1, put("a", "1")), 0);
@@ -286,7 +331,7 @@ fn an_undecodable_record_at_the_index_is_answered_with_its_error() {
         only(out, "c"),
         Err(KvError::BadRecord(RecordError::UnsupportedVersion {
             found: 0xee,
-            supported: 1
+            supported: raft_kv::RECORD_VERSION
         }))
     );
 }

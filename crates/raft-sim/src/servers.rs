@@ -68,6 +68,9 @@ impl<F: StorageFactory> Sim<F> {
         self.net.add_node();
         self.checker.add_node(Vec::new());
         self.apps.add_node();
+        if let Some(kv) = self.kv.as_deref_mut() {
+            kv.services.push(None);
+        }
         self.holds_dirty = true;
         self.record(Some(id), Event::Join);
         self.start_node(id)?;

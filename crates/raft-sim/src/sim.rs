@@ -44,6 +44,8 @@ pub struct SimConfig {
     /// entry on election, asynchronous leader writes...) after the
     /// simulator has set its id, voters and seed.
     pub configure: fn(&mut Config),
+    /// Run the KV service on every node instead of the lab's applier.
+    pub kv: Option<crate::kv::KvConfig>,
 }
 
 impl SimConfig {
@@ -56,6 +58,7 @@ impl SimConfig {
             trace: None,
             timeline: false,
             configure: |_| {},
+            kv: None,
         }
     }
 }
@@ -73,6 +76,7 @@ pub(crate) enum Ev {
         id: NodeId,
         incarnation: u64,
     },
+    Kv(crate::kv::KvEv),
 }
 
 /// Role, term and commit last reported for a node, to trace changes.
@@ -107,6 +111,8 @@ pub struct Sim<F: StorageFactory> {
     pub(crate) factory: F,
     pub(crate) checker: Checker,
     pub(crate) apps: Apps,
+    /// The KV service and its clerks, when it replaces the lab's applier.
+    pub(crate) kv: Option<Box<crate::kv::KvApp>>,
     pub(crate) tracer: Tracer,
     pub(crate) seen: Vec<Seen>,
     pub(crate) events: u64,
@@ -137,6 +143,7 @@ impl<F: StorageFactory> Sim<F> {
             factory,
             checker: Checker::new(n),
             apps: Apps::new(n),
+            kv: crate::kv::KvApp::boxed(&cfg),
             tracer: Tracer::default(),
             seen: vec![
                 Seen {
@@ -220,6 +227,7 @@ impl<F: StorageFactory> Sim<F> {
             Ev::Tick { id, incarnation } => self.on_tick(id, incarnation)?,
             Ev::Deliver(m) => self.on_deliver(m)?,
             Ev::WriteDone { id, incarnation } => self.on_write_done(id, incarnation)?,
+            Ev::Kv(ev) => self.on_kv(ev)?,
         }
         Ok(None)
     }
@@ -235,6 +243,7 @@ impl<F: StorageFactory> Sim<F> {
         self.events += 1;
         let res = node.tick();
         self.core(id, res)?;
+        self.kv_tick(id);
         self.drive(id)?;
         self.queue
             .push(self.now + TICK, Ev::Tick { id, incarnation });

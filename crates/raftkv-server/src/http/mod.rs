@@ -1,0 +1,181 @@
+//! The client API: HTTP/1.1 with axum, curl-first. Routes, the shared
+//! state, and the one call every handler makes: send a request to the
+//! driver and wait for its answer.
+//!
+//! A follower answers writes with a 307 redirect to the leader's client
+//! address (see docs/SERVER.md for why a redirect and not a forward).
+
+mod codec;
+mod error;
+mod kv;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use raft_core::NodeId;
+use raft_kv::{Answer, ClientRequest, Op, RequestBody};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+pub use codec::{encode_key, percent_decode, put_bytes, take_bytes, BadEncoding};
+pub use error::{from_kv, ApiError, Redirect, RETRY_AFTER_SECS};
+
+use crate::config::PeerAddrs;
+use crate::driver::Input;
+use crate::metrics::Metrics;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: NodeId,
+    inbox: mpsc::Sender<Input>,
+    peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
+    closing: AtomicBool,
+    max_body: usize,
+    /// Bytes of keys and values in requests not yet answered: bounds what
+    /// waits in the inbox and the service together.
+    in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(
+        me: NodeId,
+        inbox: mpsc::Sender<Input>,
+        peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
+        max_body: usize,
+        max_in_flight: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                me,
+                inbox,
+                peers,
+                closing: AtomicBool::new(false),
+                max_body,
+                in_flight: Arc::new(Semaphore::new(max_in_flight)),
+                metrics,
+            }),
+        }
+    }
+
+    /// From now on every request is answered 503 (the node is stopping).
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends `body` to the driver and waits for the answer. A full inbox, or
+    /// too many bytes in requests not yet answered, is "busy" at once; a
+    /// driver gone is "unavailable".
+    async fn call(&self, body: RequestBody, path_and_query: &str) -> Result<Answer, ApiError> {
+        if self.inner.closing.load(Ordering::Relaxed) {
+            return Err(stopping());
+        }
+        let bytes = u32::try_from(request_bytes(&body)).unwrap_or(u32::MAX);
+        let busy = || ApiError::unavailable("busy", "too many requests waiting; retry");
+        let _permit = self
+            .inner
+            .in_flight
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| busy())?;
+        let (tx, rx) = oneshot::channel();
+        let request = ClientRequest { id: 0, body };
+        let input = Input::Client { request, reply: tx };
+        match self.inner.inbox.try_send(input) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(busy()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopping()),
+        }
+        let reply = rx.await.map_err(|_| stopping())?;
+        reply.result.map_err(|e| {
+            let ctx = Redirect {
+                me: self.inner.me,
+                peers: &self.inner.peers,
+                path_and_query,
+            };
+            from_kv(e, &ctx)
+        })
+    }
+}
+
+/// Bytes of keys and values a request carries.
+fn request_bytes(body: &RequestBody) -> usize {
+    let op = match body {
+        RequestBody::Register => return 0,
+        RequestBody::Write { op, .. } | RequestBody::PlainWrite { op } => op,
+        RequestBody::Read { op, .. } => op,
+    };
+    op.key().len()
+        + match op {
+            Op::Put { value, .. } | Op::Append { value, .. } => value.len(),
+            Op::Cas { expected, new, .. } => new.len() + expected.as_ref().map_or(0, Vec::len),
+            Op::Get { .. } | Op::Delete { .. } | Op::Range { .. } => 0,
+        }
+}
+
+fn stopping() -> ApiError {
+    ApiError::unavailable("unavailable", "the node is stopping or stopped")
+}
+
+/// Every route of the client API.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get_key)
+                .put(kv::put_key)
+                .delete(kv::delete_key)
+                .post(kv::post_key),
+        )
+        .route("/v1/kv", get(kv::list))
+        .route("/v1/sessions", post(kv::open_session))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_response,
+        ))
+        .with_state(state)
+}
+
+async fn count_response(State(s): State<AppState>, resp: Response) -> Response {
+    let code = [("code", resp.status().as_u16())];
+    s.inner.metrics.http_responses.get_or_create(&code).inc();
+    resp
+}
+
+async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    s.inner
+        .inbox
+        .send(Input::Status(tx))
+        .await
+        .map_err(|_| stopping())?;
+    let report = rx.await.map_err(|_| stopping())?;
+    Ok(axum::Json(report).into_response())
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        s.inner.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}

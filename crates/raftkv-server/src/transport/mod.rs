@@ -1,0 +1,217 @@
+//! The peer transport: one TCP connection per pair of nodes, carrying
+//! raft-core messages in batched frames ([`wire`](crate::wire)).
+//!
+//! **Who dials:** the node with the lower id dials; the higher one accepts.
+//! So each pair has exactly one connection and no race to break, and a
+//! restarted node is reconnected by (or reconnects to) its peers on its own.
+//! The dialer retries with backoff (50 ms doubling to 1 s).
+//!
+//! **Handshake:** the dialer's first frame is a `Hello` with the cluster id,
+//! its id and the id it expects to reach; the acceptor checks all three (and
+//! that the dialer has the lower id) and answers with its own `Hello`, or a
+//! `Refuse` with the reason. Only then do Raft frames flow, both ways.
+//!
+//! **Sending:** the driver hands messages to [`Transport::send`], which
+//! queues them per peer and wakes that peer's writer; it never blocks and
+//! holds the queue's lock only to push. A queue is bounded in messages and
+//! bytes and drops its oldest messages when full: Raft tolerates loss, and a
+//! dead peer must not hold memory. The writer takes everything queued and
+//! packs it into as few frames as fit under the frame limit (one write).
+//!
+//! **Receiving:** each frame's messages must come from the connection's peer
+//! and be addressed to this node; they go to the driver's inbox as one input
+//! (waiting when the inbox is full: back-pressure on the peer's TCP).
+//! Anything else (a frame that does not decode, one over the limit, a
+//! message claiming another sender) closes the connection with one log line;
+//! the node goes on.
+
+mod conn;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use raft_core::{Message, NodeId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::driver::Input;
+use crate::metrics::Metrics;
+use crate::wire;
+
+/// Settings and shared state of one node's transport.
+pub(crate) struct Shared {
+    pub me: NodeId,
+    pub cluster_id: String,
+    pub max_frame: usize,
+    pub queue_messages: usize,
+    pub queue_bytes: u64,
+    pub links: BTreeMap<NodeId, Arc<Link>>,
+    pub inbox: mpsc::Sender<Input>,
+    pub metrics: Arc<Metrics>,
+    /// The clock of pings.
+    pub epoch: Instant,
+    pub cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Microseconds since the transport started, never 0 (0 means "none").
+    pub fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+}
+
+/// What is queued for one peer, and its connection's state.
+pub(crate) struct Link {
+    pub id: NodeId,
+    pub addr: String,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    connected: AtomicBool,
+    /// Numbers connections, so that only the newest one marks the link down.
+    generation: AtomicU64,
+    /// A ping to answer (its value), 0 for none.
+    pong: AtomicU64,
+    /// The accepted connection's task, aborted when a newer one arrives.
+    current: Mutex<Option<AbortHandle>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    msgs: VecDeque<Message>,
+    bytes: u64,
+}
+
+impl Link {
+    fn new(id: NodeId, addr: String) -> Self {
+        Link {
+            id,
+            addr,
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            connected: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            pong: AtomicU64::new(0),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Whether a connection to the peer is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Takes everything queued.
+    fn take(&self) -> VecDeque<Message> {
+        let mut q = self.queue.lock().expect("queue lock");
+        q.bytes = 0;
+        std::mem::take(&mut q.msgs)
+    }
+}
+
+/// The driver's handle: queues messages for peers.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Starts the acceptor on `listener` and a dialer for every peer with a
+    /// higher id. Tasks run in `span` and stop when `shared.cancel` fires.
+    pub fn start(shared: Shared, listener: TcpListener, span: tracing::Span) -> Self {
+        let shared = Arc::new(shared);
+        tokio::spawn(conn::accept_loop(shared.clone(), listener).instrument(span.clone()));
+        for link in shared.links.values().filter(|l| l.id > shared.me) {
+            let dial = conn::dial_loop(shared.clone(), link.clone());
+            tokio::spawn(dial.instrument(span.clone()));
+        }
+        Transport { shared }
+    }
+
+    /// Builds the shared state, one link per peer other than `me`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn shared(
+        me: NodeId,
+        cluster_id: String,
+        peers: impl IntoIterator<Item = (NodeId, String)>,
+        max_frame: usize,
+        queue_messages: usize,
+        queue_bytes: u64,
+        inbox: mpsc::Sender<Input>,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Shared {
+        let links = peers
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, addr)| (id, Arc::new(Link::new(id, addr))))
+            .collect();
+        Shared {
+            me,
+            cluster_id,
+            max_frame,
+            queue_messages,
+            queue_bytes,
+            links,
+            inbox,
+            metrics,
+            epoch: Instant::now(),
+            cancel,
+        }
+    }
+
+    /// Queues `msgs` for their peers and wakes the writers. Never blocks on
+    /// I/O; a full queue drops its oldest messages.
+    pub fn send(&self, msgs: Vec<Message>) {
+        let mut woken: Vec<&Link> = Vec::new();
+        for m in msgs {
+            let Some(link) = self.shared.links.get(&m.to) else {
+                continue;
+            };
+            let size = wire::approx_size(&m);
+            let dropped = {
+                let mut q = link.queue.lock().expect("queue lock");
+                q.msgs.push_back(m);
+                q.bytes += size;
+                let mut dropped = 0;
+                while q.msgs.len() > 1
+                    && (q.msgs.len() > self.shared.queue_messages
+                        || q.bytes > self.shared.queue_bytes)
+                {
+                    if let Some(old) = q.msgs.pop_front() {
+                        q.bytes = q.bytes.saturating_sub(wire::approx_size(&old));
+                        dropped += 1;
+                    }
+                }
+                dropped
+            };
+            if dropped > 0 {
+                let label = Metrics::peer(link.id);
+                self.shared
+                    .metrics
+                    .peer_messages_dropped
+                    .get_or_create(&label)
+                    .inc_by(dropped);
+            }
+            if !woken.iter().any(|l| l.id == link.id) {
+                woken.push(link);
+            }
+        }
+        for link in woken {
+            link.wake.notify_one();
+        }
+    }
+
+    /// Whether each peer's connection is up.
+    pub fn connected(&self) -> BTreeMap<NodeId, bool> {
+        self.shared
+            .links
+            .iter()
+            .map(|(&id, l)| (id, l.is_connected()))
+            .collect()
+    }
+}

@@ -1,0 +1,66 @@
+//! `raftkv`: run a node of a raftkv cluster, or a whole local cluster.
+//!
+//! ```text
+//! raftkv server --id 1 --peers 1=127.0.0.1:7001/127.0.0.1:8001,... --data-dir DIR
+//! raftkv cluster --nodes 3
+//! ```
+//!
+//! Exit codes: 0 after a clean stop; 1 when the node fails while running
+//! (storage failure, a port in use); 2 for bad flags or configuration; 3
+//! when the data directory is refused (another node's, locked, corrupt).
+
+mod cluster;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "raftkv",
+    version,
+    about = "A replicated key-value store on Raft"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Server(server::ServerArgs),
+    /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
+    Cluster(cluster::ClusterArgs),
+}
+
+/// A failure and the exit code it gets.
+pub(crate) enum Failure {
+    /// Bad flags or configuration: exit 2.
+    Usage(anyhow::Error),
+    /// The data directory was refused: exit 3.
+    DataDir(anyhow::Error),
+    /// Anything else: exit 1.
+    Runtime(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Cluster(args) => cluster::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let (code, e) = match failure {
+                Failure::Usage(e) => (2, e),
+                Failure::DataDir(e) => (3, e),
+                Failure::Runtime(e) => (1, e),
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
