@@ -7,7 +7,8 @@
 //! proposals resume. Clients write throughout.
 
 use raft_core::{NodeId, Term};
-use raft_sim::{cmd, seeds, Cluster, SimError, TaskId};
+use raft_sim::clock::MS;
+use raft_sim::{cmd, seeds, Cluster, Hold, Release, Select, SimError, TaskId};
 
 fn term_of(c: &Cluster, id: NodeId) -> Term {
     c.get_state(id).map_or(0, |(t, _)| t)
@@ -148,6 +149,65 @@ fn leader_transfer_target_crashes() {
         c.restart(to)?;
         c.connect(to);
         c.one(cmd(999), 5, true)?;
+        Ok(())
+    });
+}
+
+/// A TimeoutNow that arrives a term late is a request from an older term,
+/// refused like any other (Figure 2): the network holds the leader's
+/// TimeoutNow to `to` for 1.5 s; meanwhile the transfer is abandoned and
+/// leadership goes to a third server in the next term. `to` must not
+/// campaign on the late TimeoutNow: the new leader keeps leading in its
+/// term and nobody is elected.
+#[test]
+fn leader_transfer_stale_timeout_now_is_ignored() {
+    seeds::run("leader_transfer_stale_timeout_now_is_ignored", |seed| {
+        let mut c = Cluster::new(5, seed)?;
+        let l = c.check_one_leader()?;
+        c.one(cmd(1), 5, true)?;
+        let k = 1 + c.rand_below(4);
+        let to = c.next(l, k);
+        // A third server, neither the leader nor the target.
+        let other = (1..=5)
+            .find(|&id| id != l && id != to)
+            .expect("five servers");
+        let hold = Hold::new(Select::Kind("TimeoutNow"), Release::AfterMs(1_500))
+            .from(l)
+            .to(to)
+            .limit(1);
+        let hold = c.sim_mut().hold(hold);
+        let (t0, sent) = (term_of(&c, l), c.now());
+        c.start_transfer(to)?;
+        c.wait_for(100, "the TimeoutNow to be held", |c| {
+            c.sim().hold_caught(hold) == 1
+        })?;
+        // Abandoned after an election timeout (300 ms); then a transfer
+        // that goes through moves leadership to the third server.
+        c.run_for(400)?;
+        c.transfer_leader(other)?;
+        c.one(cmd(2), 5, true)?;
+        let (term, before) = (term_of(&c, other), c.stats());
+        let arrives = sent + 1_500 * MS;
+        if term <= t0 || c.now() >= arrives {
+            return Err(c.fatal(format!(
+                "the TimeoutNow of term {t0} arrived before a later term ({term}) began"
+            )));
+        }
+        c.run_for((arrives - c.now()) / MS + 1_000)?;
+        c.one(cmd(3), 5, true)?;
+        let s = c.stats();
+        let terms: Vec<Term> = (1..=5).map(|id| term_of(&c, id)).collect();
+        if c.leader() != Some(other)
+            || s.elections != before.elections
+            || terms.iter().any(|&t| t != term)
+        {
+            return Err(c.fatal(format!(
+                "a TimeoutNow of term {t0} made node {to} campaign in term {term}: leader {:?} \
+                 (was {other}), {} elections, terms {terms:?}",
+                c.leader(),
+                s.elections - before.elections
+            )));
+        }
         Ok(())
     });
 }
