@@ -26,6 +26,11 @@
 //!   configuration the leader uses (the latest in its log, both halves while
 //!   joint). Counting persisted copies only, a leader that counts its own
 //!   entries before they are durable (asynchronous writes) is caught.
+//! - A configuration entry, once committed, is persisted on a majority of
+//!   each half of the configuration it brings in: it commits while it is
+//!   the latest (one change at a time, and C_new only follows a committed
+//!   C_old,new), so this also checks the commit of C_old,new by a leader
+//!   that appends C_new in the same step.
 //! - Election quorum: a new leader holds persisted votes of its term from a
 //!   majority of each half of its configuration.
 //! - A node never counts as a voter in a configuration it does not hold:
@@ -497,6 +502,9 @@ impl Checker {
             self.committed.push(at);
         }
         let confs: Vec<(Index, ConfState)> = v.confs.between(known, commit).cloned().collect();
+        for (x, conf) in &confs {
+            self.check_conf_commit(*x, conf)?;
+        }
         self.committed_confs.extend(confs);
         Ok(())
     }

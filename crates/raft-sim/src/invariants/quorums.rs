@@ -1,5 +1,6 @@
 //! The checks that configurations bring (§6): a commit needs persisted
-//! copies on a majority of each half of the leader's configuration, an
+//! copies on a majority of each half of the leader's configuration (and a
+//! configuration entry on one of the configuration it brings in), an
 //! election persisted votes from a majority of each half of the winner's,
 //! and a snapshot the configuration committed at its index.
 
@@ -58,6 +59,38 @@ impl Checker {
         Err(format!(
             "leader {leader} of term {term} committed index {n}, but only nodes {holders:?} \
              have it persisted: no majority of each half of its configuration {conf:?}"
+        ))
+    }
+
+    /// Configuration entry `x`, bringing in `conf`, was just seen committed
+    /// (its term is in the committed prefix): it must be persisted on a
+    /// majority of each half of `conf`. It committed while it was the
+    /// latest configuration of its leader (raft-core takes one change at a
+    /// time, and appends C_new only once C_old,new is committed), so that
+    /// is the quorum its commit needed; persisted copies only grow, so
+    /// checking when the commit is first seen is enough. The commit check
+    /// in `after_event` sees a leader's configuration after the event, by
+    /// when a leader that committed C_old,new has appended C_new: this
+    /// check holds the joint entry to both halves.
+    pub(super) fn check_conf_commit(&self, x: Index, conf: &ConfState) -> Check {
+        let Some(t) = self.committed_term(x) else {
+            return Ok(());
+        };
+        let holds = |id: NodeId| {
+            (id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.views.get(i))
+                .is_some_and(|v| v.holds(x, t))
+        };
+        if is_quorum(conf, holds) {
+            return Ok(());
+        }
+        let holders: Vec<NodeId> = (1..=self.views.len() as NodeId)
+            .filter(|&id| holds(id))
+            .collect();
+        Err(format!(
+            "configuration entry {x} committed, but only nodes {holders:?} have it persisted: \
+             no majority of each half of the configuration it brings in, {conf:?}"
         ))
     }
 
