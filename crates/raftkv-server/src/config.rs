@@ -53,6 +53,12 @@ pub struct ServerConfig {
     /// Whether the WAL fsyncs. Off only for tests and benchmarks that do not
     /// care about durability: a power cut may then lose acknowledged writes.
     pub fsync: bool,
+    /// A leader sends new entries to the followers while it writes them
+    /// (raft-core's `async_leader_writes`), so its fsync and theirs overlap.
+    /// It counts itself toward a commit only once its own write is durable,
+    /// so no acknowledged write depends on an unsynced disk. Followers
+    /// always write before they answer.
+    pub async_leader_writes: bool,
     /// Take a snapshot once this many bytes of entries were applied since the
     /// last one (the WAL then drops the log before it).
     pub snapshot_bytes: u64,
@@ -114,6 +120,7 @@ impl ServerConfig {
             raft_listen: None,
             data_dir,
             fsync: true,
+            async_leader_writes: true,
             snapshot_bytes: 64 << 20,
             max_frame_bytes: 16 << 20,
             max_body_bytes: 2 << 20,

@@ -8,9 +8,10 @@
 //! 2. ticks the node for the time that passed (10 ms per tick, at most
 //!    [`MAX_TICKS_PER_TURN`] at once, so a stall is not mistaken for a
 //!    silent leader);
-//! 3. while the node has a Ready: **persist** it (WAL write + one fsync,
-//!    here, on this thread: never on the async runtime's workers), then
-//!    **send** its messages (queued to the peer writers, non-blocking), then
+//! 3. while the node has a Ready: on a leader with asynchronous writes,
+//!    **send** its replication messages at once; **persist** the Ready (WAL
+//!    write + one fsync, here, on this thread: never on the async runtime's
+//!    workers), then **send** its other messages (queued to the peer writers, non-blocking), then
 //!    **apply** its committed entries through the service, then
 //!    **advance**; the service's answers go to the waiting HTTP handlers at
 //!    once, and a snapshot is taken when enough was applied since the last;
@@ -298,6 +299,16 @@ impl Driver {
     fn ready(&mut self, t: &mut Turns) -> Result<(), ServerError> {
         while self.node.has_ready() {
             let mut rd = self.node.ready().map_err(ServerError::Storage)?;
+            // A new member named in these entries gets its link before
+            // anything is sent.
+            self.learn(&rd.entries);
+            // 0. A leader with asynchronous writes sends its replication
+            // first, so the followers' fsyncs run while it does its own; it
+            // counts itself toward a commit only once `advance` says its
+            // entries are durable (raft-core's `async_leader_writes`).
+            if !rd.early_messages.is_empty() {
+                self.transport.send(std::mem::take(&mut rd.early_messages));
+            }
             // 1. Persist: one WAL write and one fsync for the whole batch.
             let started = Instant::now();
             persist(self.node.storage_mut(), &rd).map_err(|e| ServerError::Storage(e.into()))?;
@@ -310,9 +321,7 @@ impl Driver {
                     m.proposals.inc_by(own.count() as u64);
                 }
             }
-            // 2. Send: queued to the peers' writers, never blocking. A new
-            // member named in these entries gets its link first.
-            self.learn(&rd.entries);
+            // 2. Send: queued to the peers' writers, never blocking.
             self.transport.send(std::mem::take(&mut rd.messages));
             // 3. Apply, and answer whoever waits.
             if let Some(snap) = &rd.snapshot {

@@ -408,6 +408,7 @@ pub(crate) fn open_node(cfg: &ServerConfig) -> Result<Opened, StartError> {
     let table = table.unwrap_or_else(|| MemberTable::new(cfg.peers.clone()));
     let raft = raft_core::Config {
         noop_on_election: true,
+        async_leader_writes: cfg.async_leader_writes,
         election_tick: cfg.election_ticks,
         heartbeat_tick: cfg.heartbeat_ticks,
         seed: seed(cfg.id),

@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// Never fsync the WAL. UNSAFE: a power cut can lose acknowledged writes.
     #[arg(long)]
     pub unsafe_no_fsync: bool,
+    /// A leader writes its new entries before it sends them (by default it
+    /// sends them while writing; both are safe, this one is slower).
+    #[arg(long)]
+    pub sync_leader_writes: bool,
     /// Join a running cluster through this member's client URL
     /// (http://HOST:PORT) when the data directory is new: added as a
     /// learner, then promoted once caught up. Needs --listen and --raft-listen.
@@ -83,6 +87,7 @@ struct FileConfig {
     reserve_bytes: Option<u64>,
     wal_segment_bytes: Option<u64>,
     fsync: Option<bool>,
+    async_leader_writes: Option<bool>,
     join: Option<String>,
     learner: Option<bool>,
 }
@@ -173,6 +178,7 @@ pub fn config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         cfg.segment_bytes = b;
     }
     cfg.fsync = !args.unsafe_no_fsync && file.fsync.unwrap_or(true);
+    cfg.async_leader_writes = !args.sync_leader_writes && file.async_leader_writes.unwrap_or(true);
     cfg.validate()?;
     Ok(cfg)
 }
