@@ -3,12 +3,21 @@
 //! ```text
 //! raftkv server --id 1 --peers 1=127.0.0.1:7001/127.0.0.1:8001,... --data-dir DIR
 //! raftkv cluster --nodes 3
+//! raftkv put greeting hello --endpoints 127.0.0.1:8001,127.0.0.1:8002
+//! raftkv get greeting
+//! raftkv bench
 //! ```
 //!
-//! Exit codes: 0 after a clean stop; 1 when the node fails while running
-//! (storage failure, a port in use); 2 for bad flags or configuration; 3
-//! when the data directory is refused (another node's, locked, corrupt).
+//! Exit codes of `server` and `cluster`: 0 after a clean stop; 1 when the
+//! node fails while running (storage failure, a port in use); 2 for bad
+//! flags or configuration; 3 when the data directory is refused (another
+//! node's, locked, corrupt). The client commands have their own (see
+//! [`client_cmd::ClientExit`]): 0 done, 1 "no" (not found, no match), 2 bad
+//! flags, 4 unavailable, 5 outcome unknown, 6 refused, 7 disk full, 8 an
+//! answer not understood.
 
+mod bench;
+mod client_cmd;
 mod cluster;
 mod server;
 
@@ -33,6 +42,10 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
     Cluster(cluster::ClusterArgs),
+    #[command(flatten)]
+    Client(client_cmd::ClientCommand),
+    /// Measure throughput and latency of closed-loop clients on a cluster.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure and the exit code it gets.
@@ -50,6 +63,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Client(cmd) => return ExitCode::from(client_cmd::run(cmd) as u8),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
