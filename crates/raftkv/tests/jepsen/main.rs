@@ -3,8 +3,8 @@
 //! Three nodes, each reaching its peers only through fault-injecting TCP
 //! proxies (one per direction of every pair; each node's `--peers` list
 //! names its proxies). Five clients do random get/put/cas on a few
-//! registers and get/append on a few logs for a bounded time, with
-//! exactly-once sessions, while a nemesis, one fault at a time, kill -9s
+//! registers and get/append on a few logs for a bounded time, most writes
+//! through exactly-once sessions and a quarter as plain calls, while a nemesis, one fault at a time, kill -9s
 //! and restarts a node, SIGSTOPs and SIGCONTs one, or cuts one off from the
 //! others (severed: connections reset; stalled: bytes held and delivered
 //! late). Targets are the leader or a random node.

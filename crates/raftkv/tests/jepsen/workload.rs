@@ -16,6 +16,9 @@ pub const APPEND_KEYS: [&str; 2] = ["a0", "a1"];
 /// Lanes per client: a client takes a new lane (and a new session) after
 /// an unknown outcome, as its old operation stays open for ever.
 const LANES: u64 = 1_000;
+/// The share of writes sent without the session: at-least-once calls that
+/// are not retried once sent, so a lost answer is an unknown outcome.
+const PLAIN: f64 = 0.25;
 
 /// One client.
 pub struct Workload {
@@ -67,8 +70,9 @@ impl Workload {
         };
         while Instant::now() < self.end {
             let op = self.next_op();
+            let plain = self.rng.gen_bool(PLAIN);
             let call = self.now();
-            let result = self.apply(&mut session, &op).await;
+            let result = self.apply(&mut session, &op, plain).await;
             let outcome = match result {
                 Ok(output) => {
                     self.learn(&op, &output);
@@ -90,6 +94,8 @@ impl Workload {
             });
             if unknown {
                 self.lane += 1;
+            }
+            if unknown && !plain {
                 match self.session().await {
                     Some(s) => session = s,
                     None => break,
@@ -143,16 +149,30 @@ impl Workload {
         };
     }
 
-    async fn apply(&self, s: &mut Session, op: &Op) -> Result<OpResult, Error> {
+    /// Sends `op`, through the session unless `plain`.
+    async fn apply(&self, s: &mut Session, op: &Op, plain: bool) -> Result<OpResult, Error> {
         let some = |b: Option<bytes::Bytes>| b.map(|b| b.to_vec());
+        let c = &self.client;
         Ok(match op {
-            Op::Get { key } => OpResult::Value(some(self.client.get(key).await?)),
-            Op::Put { key, value } => OpResult::Replaced(some(s.put(key, value.clone()).await?)),
+            Op::Get { key } => OpResult::Value(some(c.get(key).await?)),
+            Op::Put { key, value } => OpResult::Replaced(some(if plain {
+                c.put(key, value.clone()).await?
+            } else {
+                s.put(key, value.clone()).await?
+            })),
             Op::Append { key, value } => OpResult::Appended {
-                len: s.append(key, value).await?,
+                len: if plain {
+                    c.append(key, value).await?
+                } else {
+                    s.append(key, value).await?
+                },
             },
             Op::Cas { key, expected, new } => {
-                let out = s.cas(key, expected.as_deref(), new).await?;
+                let out = if plain {
+                    c.cas(key, expected.as_deref(), new).await?
+                } else {
+                    s.cas(key, expected.as_deref(), new).await?
+                };
                 OpResult::Cas {
                     matched: out.matched,
                     previous: some(out.previous),
