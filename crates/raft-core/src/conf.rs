@@ -82,6 +82,8 @@ pub enum ConfChangeError {
     TermNotCommitted,
     #[error("a leadership transfer is in progress")]
     Transferring,
+    #[error("the leader leaves a joint configuration by itself once it commits")]
+    LeaveIsAutomatic,
 }
 
 fn sorted_unique(ids: &[NodeId]) -> Result<Vec<NodeId>, ConfChangeError> {

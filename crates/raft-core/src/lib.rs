@@ -9,6 +9,9 @@
 //! entries in order, then call [`Node::advance`] before asking for the next
 //! Ready.
 //!
+//! [`persist`] does the persisting; [`persist_owned`] does the same but
+//! moves the Ready's entries into storage instead of cloning them.
+//!
 //! **And one for speed:** with `Config::async_leader_writes`, a leader's
 //! [`Ready::early_messages`] may be sent at once, before or while the Ready
 //! is persisted (the leader counts its own entries only once `advance` says
@@ -40,9 +43,10 @@
 //! use raft_core::{persist, Config, MemStorage, Node};
 //!
 //! let mut node = Node::new(Config::new(1, vec![1]), MemStorage::new()).unwrap();
-//! while !node.is_leader() {
-//!     node.tick().unwrap();
+//! for _ in 0..100 {
+//!     node.tick().unwrap(); // a single voter elects itself within 2T
 //! }
+//! assert!(node.is_leader());
 //! let (index, _term) = node.propose(b"x".to_vec()).unwrap();
 //! let rd = node.ready().unwrap();
 //! persist(node.storage_mut(), &rd).unwrap();
@@ -81,6 +85,6 @@ pub use progress::{Progress, ProgressState};
 pub use quorum::{committed_index, majority};
 pub use read_only::ReadState;
 pub use ready::Ready;
-pub use storage::{persist, MemStorage, Storage};
+pub use storage::{persist, persist_owned, MemStorage, Storage};
 pub use types::{Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
 pub use validate::{Rejection, MAX_INDEX, MAX_TERM};

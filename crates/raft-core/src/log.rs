@@ -156,13 +156,17 @@ impl<S: Storage> RaftLog<S> {
         let mut size: u64 = out.iter().map(Entry::size).sum();
         if hi > split {
             let from = (lo.max(split) - split) as usize;
-            for e in &self.unstable.entries[from..(hi - split) as usize] {
-                if !out.is_empty() && size + e.size() > max_bytes {
+            let tail = &self.unstable.entries[from..(hi - split) as usize];
+            // Count what fits first, then clone it in one go (one allocation).
+            let mut n = 0;
+            for e in tail {
+                if (!out.is_empty() || n > 0) && size + e.size() > max_bytes {
                     break;
                 }
                 size += e.size();
-                out.push(e.clone());
+                n += 1;
             }
+            out.extend_from_slice(&tail[..n]);
         }
         Ok(out)
     }
@@ -186,6 +190,35 @@ impl<S: Storage> RaftLog<S> {
             u.entries.extend_from_slice(entries);
         }
         self.last_index()
+    }
+
+    /// [`append`](RaftLog::append), taking the entries by value: they are
+    /// moved into the log, not cloned (a proposal's or an AppendEntries'
+    /// entries have no other owner).
+    pub fn append_owned(&mut self, mut entries: Vec<Entry>) -> Index {
+        let Some(first) = entries.first() else {
+            return self.last_index();
+        };
+        let at = first.index;
+        let u = &mut self.unstable;
+        if at <= u.offset {
+            u.offset = at;
+            u.entries.clear();
+        } else {
+            u.entries.truncate((at - u.offset) as usize);
+        }
+        u.entries.append(&mut entries);
+        self.last_index()
+    }
+
+    /// Appends one entry, moved in (a leader's own proposal).
+    pub fn append_one(&mut self, entry: Entry) -> Index {
+        let u = &mut self.unstable;
+        if entry.index == u.offset + u.entries.len() as Index {
+            u.entries.push(entry);
+            return self.last_index();
+        }
+        self.append_owned(vec![entry])
     }
 
     /// The last index known to be in storage: entries after it wait in the

@@ -113,7 +113,7 @@ impl<S: Storage> Node<S> {
             return Err(ConfChangeError::TermNotCommitted.into());
         }
         if change == ConfChange::LeaveJoint {
-            return Err(ConfChangeError::NotJoint.into());
+            return Err(ConfChangeError::LeaveIsAutomatic.into());
         }
         let conf = self.conf().apply(&change)?;
         Ok(self.append_conf(change, conf, context))
@@ -142,12 +142,16 @@ impl<S: Storage> Node<S> {
         (index, self.term)
     }
 
+    /// Whether appending `new` from `from` on changes the configurations:
+    /// it holds a configuration entry, or replaces one.
+    pub(crate) fn touches_confs(&self, from: Index, new: &[Entry]) -> bool {
+        self.confs.last_index() >= from || new.iter().any(|e| e.kind == EntryKind::Config)
+    }
+
     /// Entries from `from` on were replaced by `new` (appended by this
     /// leader or received from one): configurations follow the log.
     pub(crate) fn log_appended(&mut self, from: Index, new: &[Entry]) {
-        let before = self.confs.last_index();
-        let had_conf = before >= from;
-        if had_conf || new.iter().any(|e| e.kind == EntryKind::Config) {
+        if self.touches_confs(from, new) {
             self.confs.appended(from, new);
             self.conf_changed();
         }
@@ -205,13 +209,15 @@ impl<S: Storage> Node<S> {
         if self.confs.last_index() > committed {
             return;
         }
-        let conf = self.conf().clone();
-        if conf.is_joint() {
-            let next = conf
+        // Read in place: this runs on every commit, and a copy of the
+        // configuration would allocate.
+        if self.conf().is_joint() {
+            let next = self
+                .conf()
                 .apply(&ConfChange::LeaveJoint)
                 .expect("a joint configuration can always be left");
             self.append_conf(ConfChange::LeaveJoint, next, Vec::new());
-        } else if !conf.is_voter(self.id) {
+        } else if !self.conf().is_voter(self.id) {
             self.hand_over();
         }
     }

@@ -512,9 +512,13 @@ impl<S: Storage> Node<S> {
     /// Appends an entry made by this leader and schedules sending it.
     pub(crate) fn append_own(&mut self, entry: Entry) {
         let index = entry.index;
-        let entries = [entry];
-        self.log.append(&entries);
-        self.log_appended(index, &entries);
+        if self.touches_confs(index, std::slice::from_ref(&entry)) {
+            let entries = [entry];
+            self.log.append(&entries);
+            self.log_appended(index, &entries);
+        } else {
+            self.log.append_one(entry);
+        }
         self.pending_send = true;
         // A single-node cluster commits on its own.
         if self.tracker.is_singleton() {

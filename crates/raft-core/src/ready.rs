@@ -86,14 +86,21 @@ impl<S: Storage> Node<S> {
             // Term and vote are durable: what a leader's replication messages
             // depend on is only its own entries, which it does not count
             // until they are durable too.
-            (early_messages, messages) = messages.into_iter().partition(|m| {
+            let early = |m: &Message| {
                 matches!(
                     m.body,
                     Body::AppendEntries { .. }
                         | Body::Heartbeat { .. }
                         | Body::InstallSnapshot { .. }
                 )
-            });
+            };
+            // Usually all of them are: then the list changes hands as it is.
+            if messages.iter().all(early) {
+                early_messages = messages;
+                messages = Vec::new();
+            } else {
+                early_messages = messages.extract_if(.., |m| early(m)).collect();
+            }
         }
         let rd = Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),

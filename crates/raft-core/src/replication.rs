@@ -18,7 +18,9 @@ impl<S: Storage> Node<S> {
         self.heartbeat_elapsed = 0;
         let round = self.start_round();
         let committed = self.log.committed();
-        for to in self.tracker.peers() {
+        let mut i = 0;
+        while let Some(to) = self.tracker.peer(i) {
+            i += 1;
             let Some(pr) = self.tracker.progress.get_mut(&to) else {
                 continue;
             };
@@ -42,7 +44,9 @@ impl<S: Storage> Node<S> {
     /// proposals between two Readies travel in one message per follower).
     pub(crate) fn send_pending(&mut self) -> Result<(), Error> {
         if self.role == Role::Leader && self.pending_send {
-            for to in self.tracker.peers() {
+            let mut i = 0;
+            while let Some(to) = self.tracker.peer(i) {
+                i += 1;
                 self.send_appends(to)?;
             }
         }
@@ -219,8 +223,14 @@ impl<S: Storage> Node<S> {
             .iter()
             .position(|e| !self.log.matches(e.index, e.term))
         {
-            self.log.append(&entries[i..]);
-            self.log_appended(entries[i].index, &entries[i..]);
+            entries.drain(..i);
+            let from = entries[0].index;
+            if self.touches_confs(from, &entries) {
+                self.log.append(&entries);
+                self.log_appended(from, &entries);
+            } else {
+                self.log.append_owned(entries);
+            }
         }
         // Figure 2: commitIndex = min(leaderCommit, index of last new entry).
         self.log.commit_to(leader_commit.min(last_new));
@@ -260,7 +270,9 @@ impl<S: Storage> Node<S> {
                     }
                     _ => {}
                 }
-                if grew {
+                // A match index at or below the commit index cannot move the
+                // majority's (the k-th largest stays put): skip the count.
+                if grew && pr.match_index > log.committed() {
                     self.maybe_commit();
                 }
                 self.send_appends(from)?;

@@ -37,6 +37,12 @@ pub trait Storage {
     /// the snapshot (a snapshot in the same Ready is stored first) and never
     /// leaving a gap.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
+    /// [`append`](Storage::append), taking the entries by value. The default
+    /// lends them to `append`; a store that keeps entries in memory takes
+    /// them over instead, which saves a clone of each (see [`persist_owned`]).
+    fn append_owned(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        self.append(&entries)
+    }
     /// Replaces the hard state.
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StorageError>;
     /// Stores `snapshot`, discarding entries it covers. Entries after it are
@@ -68,6 +74,30 @@ pub fn persist<S: Storage + ?Sized>(
         storage.set_hard_state(hs)?;
     }
     if ready.must_sync() {
+        storage.sync()?;
+    }
+    Ok(())
+}
+
+/// [`persist`], moving the Ready's entries into storage through
+/// [`Storage::append_owned`] instead of lending them: the same steps in the
+/// same order, one clone of each entry less. `ready.entries` is empty
+/// afterwards (nothing after persisting reads it).
+pub fn persist_owned<S: Storage + ?Sized>(
+    storage: &mut S,
+    ready: &mut crate::Ready,
+) -> Result<(), StorageError> {
+    let must_sync = ready.must_sync();
+    for snapshot in ready.snapshot.iter().chain(&ready.local_snapshot) {
+        storage.apply_snapshot(snapshot)?;
+    }
+    if !ready.entries.is_empty() {
+        storage.append_owned(std::mem::take(&mut ready.entries))?;
+    }
+    if let Some(hs) = &ready.hard_state {
+        storage.set_hard_state(hs)?;
+    }
+    if must_sync {
         storage.sync()?;
     }
     Ok(())
@@ -112,6 +142,26 @@ impl MemStorage {
 
     fn offset(&self) -> Index {
         self.snapshot.meta.index + 1
+    }
+
+    /// Checks that `entries` can be appended and drops every held entry they
+    /// replace. Returns how many of them to skip (covered by the snapshot,
+    /// hence committed), or `None` when none is left to append.
+    fn make_room(&mut self, entries: &[Entry]) -> Result<Option<usize>, StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(None);
+        };
+        if first.index > self.last_index() + 1 {
+            return Err(StorageError::Unavailable(first.index));
+        }
+        // Entries already covered by the snapshot are committed; skip them.
+        let skip = self.offset().saturating_sub(first.index) as usize;
+        let Some(first) = entries.get(skip) else {
+            return Ok(None);
+        };
+        self.entries
+            .truncate((first.index - self.offset()) as usize);
+        Ok(Some(skip))
     }
 }
 
@@ -162,21 +212,22 @@ impl Storage for MemStorage {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        let Some(first) = entries.first() else {
+        let Some(skip) = self.make_room(entries)? else {
             return Ok(());
         };
-        if first.index > self.last_index() + 1 {
-            return Err(StorageError::Unavailable(first.index));
+        self.entries.extend_from_slice(&entries[skip..]);
+        Ok(())
+    }
+
+    fn append_owned(&mut self, mut entries: Vec<Entry>) -> Result<(), StorageError> {
+        let Some(skip) = self.make_room(&entries)? else {
+            return Ok(());
+        };
+        if skip == 0 {
+            self.entries.append(&mut entries);
+        } else {
+            self.entries.extend(entries.drain(skip..));
         }
-        // Entries already covered by the snapshot are committed; skip them.
-        let skip = self.offset().saturating_sub(first.index) as usize;
-        let entries = entries.get(skip..).unwrap_or(&[]);
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        self.entries
-            .truncate((first.index - self.offset()) as usize);
-        self.entries.extend_from_slice(entries);
         Ok(())
     }
 

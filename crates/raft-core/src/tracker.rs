@@ -24,6 +24,9 @@ pub(crate) struct Tracker {
     votes: BTreeMap<NodeId, bool>,
     /// Reused for the commit index, so a proposal allocates nothing.
     scratch: Vec<Index>,
+    /// The other members (learners included), in id order: kept with
+    /// `conf`, so that a Ready's sends allocate no list of them.
+    peers: Vec<NodeId>,
 }
 
 impl Tracker {
@@ -32,6 +35,7 @@ impl Tracker {
         Tracker {
             id,
             scratch: Vec::with_capacity(conf.voters.len()),
+            peers: others(&conf, id),
             conf,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -41,6 +45,7 @@ impl Tracker {
     /// Switches to `conf`. A leader starts tracking new members (probing
     /// them from `next_index`) and stops tracking departed ones.
     pub(crate) fn set_conf(&mut self, conf: ConfState, next_index: Index, leading: bool) {
+        self.peers = others(&conf, self.id);
         self.conf = conf;
         if leading {
             let members = self.conf.members();
@@ -63,9 +68,13 @@ impl Tracker {
 
     /// The other members (learners included), in id order.
     pub(crate) fn peers(&self) -> Vec<NodeId> {
-        let mut m = self.conf.members();
-        m.retain(|&p| p != self.id);
-        m
+        self.peers.clone()
+    }
+
+    /// The `i`th of [`peers`](Tracker::peers), for a loop over them that
+    /// must not hold the tracker borrowed (nor allocate a copy of the list).
+    pub(crate) fn peer(&self, i: usize) -> Option<NodeId> {
+        self.peers.get(i).copied()
     }
 
     /// The other voters, in id order.
@@ -180,6 +189,13 @@ impl Tracker {
         }
         active
     }
+}
+
+/// The members of `conf` other than `id`, in id order.
+fn others(conf: &ConfState, id: NodeId) -> Vec<NodeId> {
+    let mut m = conf.members();
+    m.retain(|&p| p != id);
+    m
 }
 
 #[cfg(test)]

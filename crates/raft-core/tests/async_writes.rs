@@ -77,9 +77,7 @@ fn votes_and_term_changes_never_leave_early() {
     c.heartbeat_tick = 2;
     c.async_leader_writes = true;
     let mut n = Node::new(c, MemStorage::new()).unwrap();
-    while n.role() == raft_core::Role::Follower {
-        n.tick().unwrap();
-    }
+    common::tick_until(&mut n, |n| n.role() != raft_core::Role::Follower);
     let rd = n.ready().unwrap();
     assert!(rd.early_messages.is_empty(), "a candidate's requests wait");
     assert!(!rd.messages.is_empty());

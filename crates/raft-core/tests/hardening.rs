@@ -8,7 +8,7 @@ mod common;
 use common::{append_ok, drain, elect, msg};
 use raft_core::{
     persist, AppendReply, Body, Config, Entry, Error, HardState, MemStorage, Message, Node, NodeId,
-    Rejection, Role, Snapshot, SnapshotMeta, Storage, Term, MAX_TERM,
+    Rejection, Snapshot, SnapshotMeta, Storage, Term, MAX_TERM,
 };
 
 fn config(id: NodeId, n: u64) -> Config {
@@ -189,9 +189,7 @@ fn terms_no_honest_peer_could_reach_are_refused() {
         (2, Some(Rejection::TermTooLarge))
     );
     // The node still campaigns normally.
-    while n.role() == Role::Follower {
-        n.tick().unwrap();
-    }
+    common::tick_until(&mut n, |n| n.role() != raft_core::Role::Follower);
     assert_eq!(drain(&mut n)[0].term, 5, "PreVote for the next term");
     // At the very top it stops campaigning rather than wrapping around.
     let mut top = follower(1, 3, MAX_TERM);
@@ -207,9 +205,7 @@ fn terms_no_honest_peer_could_reach_are_refused() {
 #[test]
 fn a_snapshot_older_than_one_in_an_unpersisted_ready_is_refused() {
     let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
-    while !n.is_leader() {
-        n.tick().unwrap();
-    }
+    common::tick_until(&mut n, |n| n.is_leader());
     for i in 0..10u8 {
         n.propose(vec![i]).unwrap();
     }

@@ -300,9 +300,7 @@ fn changes_wait_for_the_leaders_term_and_for_each_other() {
         MemStorage::new(),
     )
     .unwrap();
-    while !lone.is_leader() {
-        lone.tick().unwrap();
-    }
+    common::tick_until(&mut lone, |n| n.is_leader());
     assert!(matches!(
         lone.propose_conf_change(ConfChange::AddLearner(2), vec![]),
         Err(Error::ConfChange(ConfChangeError::TermNotCommitted))

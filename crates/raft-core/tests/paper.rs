@@ -508,9 +508,7 @@ fn not_leader_is_a_typed_error() {
 #[test]
 fn single_node_commits_its_own_proposals() {
     let mut n = node(1, 1);
-    while !n.is_leader() {
-        n.tick().unwrap();
-    }
+    common::tick_until(&mut n, |n| n.is_leader());
     let (i, _) = n.propose(b"a".to_vec()).unwrap();
     assert_eq!(i, 1, "first command lands at index 1 with noop off");
     let rd = n.ready().unwrap();

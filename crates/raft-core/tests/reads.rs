@@ -279,9 +279,7 @@ fn with_leases_a_restarted_node_ignores_votes_for_an_election_timeout() {
 #[test]
 fn a_single_node_confirms_reads_by_itself() {
     let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
-    while !n.is_leader() {
-        n.tick().unwrap();
-    }
+    common::tick_until(&mut n, |n| n.is_leader());
     collect(&mut n);
     n.read_index(3).unwrap();
     assert_eq!(collect(&mut n).1, [ReadState { ctx: 3, index: 1 }]);

@@ -8,43 +8,17 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{cmd, Cluster, Setup};
+use common::unreliable::{random_cmd, report, sleep_ms, unreliable_cluster, ELECTION_TIMEOUT};
+use common::{cmd, Setup};
 use raft_lab::{ChannelNetwork, Index};
 use rand::Rng;
 
-/// The lab's `RaftElectionTimeout`, which its tests pace themselves by.
-const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The lab's `MAXLOGSIZE` for the snapshot tests, in bytes of raft state.
 const MAX_LOG_SIZE: usize = 2000;
 /// The lab's `SnapShotInterval`.
 const SNAPSHOT_INTERVAL: u64 = 10;
-
-fn unreliable_cluster(n: usize, setup: Setup) -> Cluster {
-    let c = Cluster::with(n, setup);
-    c.net.set_unreliable(true);
-    c
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn random_cmd() -> Vec<u8> {
-    cmd(rand::thread_rng().gen())
-}
-
-/// Prints what a run cost, for the record (`--nocapture` shows it).
-fn report(name: &str, started: Instant, c: &Cluster) {
-    println!(
-        "{name}: {:.1} s, {} RPCs, at most {} lost calls waiting to fail at once",
-        started.elapsed().as_secs_f64(),
-        c.net.total_rpcs(),
-        c.net.peak_failing_calls()
-    );
-}
 
 /// TestUnreliableAgree2C: 49 rounds of five concurrent commands on five
 /// servers, each agreed by at least one, then one agreed by all once the
@@ -132,118 +106,6 @@ fn figure8_unreliable() {
     }
     c.one(&cmd(rng.gen_range(0..10_000)), 5);
     report("figure8_unreliable", started, &c);
-    c.finish();
-}
-
-/// One churn client: keeps proposing a fresh value on every server, and
-/// records the values it saw committed at the index a leader gave it.
-fn churn_client(c: &Cluster, me: u64, stop: &AtomicBool) -> Vec<Vec<u8>> {
-    let mut values = Vec::new();
-    let mut rng = rand::thread_rng();
-    while !stop.load(Ordering::SeqCst) {
-        let x = cmd(rng.gen());
-        let mut index = None;
-        for node in c.nodes() {
-            if let Ok((i, _)) = node.start(x.clone()) {
-                index = Some(i);
-            }
-        }
-        let Some(index) = index else {
-            sleep_ms(79 + me * 17);
-            continue;
-        };
-        // Maybe the leader commits it, maybe not; do not wait forever.
-        for to in [10, 20, 50, 100, 200] {
-            let (count, got) = c.n_committed(index);
-            if count > 0 {
-                if got.as_ref() == Some(&x) {
-                    values.push(x);
-                }
-                break;
-            }
-            sleep_ms(to);
-        }
-    }
-    values
-}
-
-/// TestReliableChurn2C's unreliable twin (internalChurn): three clients
-/// propose while servers are cut off, crashed and restarted at random for
-/// twenty rounds; then all come back and every value a client saw committed
-/// must be in the log that all five agree on.
-#[test]
-fn unreliable_churn() {
-    let started = Instant::now();
-    let c = unreliable_cluster(5, Setup::default());
-    let stop = AtomicBool::new(false);
-    let mut rng = rand::thread_rng();
-    let values: Vec<Vec<u8>> = std::thread::scope(|s| {
-        let clients: Vec<_> = (0..3)
-            .map(|me| {
-                let (c, stop) = (&c, &stop);
-                s.spawn(move || churn_client(c, me, stop))
-            })
-            .collect();
-        for _ in 0..20 {
-            if rng.gen_range(0..1000) < 200 {
-                c.disconnect(rng.gen_range(0..5));
-            }
-            if rng.gen_range(0..1000) < 500 {
-                let i = rng.gen_range(0..5);
-                if c.node(i).is_killed() {
-                    c.restart(i);
-                }
-                c.connect(i);
-            }
-            if rng.gen_range(0..1000) < 200 {
-                let i = rng.gen_range(0..5);
-                if !c.node(i).is_killed() {
-                    // The lab's crash1 cuts the server off, then kills it.
-                    c.disconnect(i);
-                    c.crash(i);
-                }
-            }
-            // Often enough that the peers cannot settle between changes.
-            std::thread::sleep(ELECTION_TIMEOUT * 7 / 10);
-        }
-        std::thread::sleep(ELECTION_TIMEOUT);
-        c.net.set_unreliable(false);
-        for i in 0..5 {
-            if c.node(i).is_killed() {
-                c.restart(i);
-            }
-            c.connect(i);
-        }
-        stop.store(true, Ordering::SeqCst);
-        clients
-            .into_iter()
-            .flat_map(|h| h.join().expect("client failed"))
-            .collect()
-    });
-    std::thread::sleep(ELECTION_TIMEOUT);
-    let last = c.one(&random_cmd(), 5);
-    let mut really = std::collections::BTreeSet::new();
-    for index in 1..=last {
-        let (count, got) = c.n_committed(index);
-        assert_eq!(count, 5, "only {count} decided for index {index}");
-        really.insert(got.expect("a command"));
-    }
-    for v in &values {
-        assert!(
-            really.contains(v),
-            "a value a client saw committed is missing"
-        );
-    }
-    println!(
-        "unreliable_churn: {last} commands committed, {} of them confirmed to clients",
-        values.len()
-    );
-    report("unreliable_churn", started, &c);
-    assert!(
-        last >= 500,
-        "only {last} commands committed in {:.1} s of churn",
-        started.elapsed().as_secs_f64()
-    );
     c.finish();
 }
 

@@ -94,7 +94,7 @@ fn leader<F: StorageFactory>(c: &Cluster<F>) -> Option<NodeId> {
 
 /// One random fault: crash, disconnect, partition, faulty links, lab
 /// modes, long delays, held replies.
-fn inject_fault<F: StorageFactory>(
+pub(crate) fn inject_fault<F: StorageFactory>(
     c: &mut Cluster<F>,
     r: &mut ChaosReport,
 ) -> Result<(), SimError> {
@@ -180,7 +180,10 @@ fn inject_fault<F: StorageFactory>(
 }
 
 /// Undoes one kind of fault, if any is in force.
-fn repair_one<F: StorageFactory>(c: &mut Cluster<F>, r: &mut ChaosReport) -> Result<(), SimError> {
+pub(crate) fn repair_one<F: StorageFactory>(
+    c: &mut Cluster<F>,
+    r: &mut ChaosReport,
+) -> Result<(), SimError> {
     let n = c.n() as NodeId;
     let down: Vec<NodeId> = (1..=n).filter(|&i| !c.is_up(i)).collect();
     let cut: Vec<NodeId> = (1..=n)

@@ -73,7 +73,7 @@ impl<F: StorageFactory> Sim<F> {
     }
 
     /// Sends and applies one persisted Ready.
-    fn act(&mut self, id: NodeId, rd: Ready) -> Result<(), SimError> {
+    fn act(&mut self, id: NodeId, mut rd: Ready) -> Result<(), SimError> {
         if let Some(s) = &rd.local_snapshot {
             self.record(
                 Some(id),
@@ -82,8 +82,11 @@ impl<F: StorageFactory> Sim<F> {
                 },
             );
         }
-        for m in rd.messages {
+        for m in std::mem::take(&mut rd.messages) {
             self.send(m);
+        }
+        if self.kv.is_some() {
+            return self.kv_apply(id, &rd);
         }
         if let Some(s) = &rd.snapshot {
             if let Err(what) = self.apps.install(id, s) {
@@ -106,6 +109,9 @@ impl<F: StorageFactory> Sim<F> {
 
     /// The lab's application snapshots every `snapshot_every` applied entries.
     fn maybe_snapshot(&mut self, id: NodeId) -> Result<(), SimError> {
+        if self.kv.is_some() {
+            return self.kv_snapshot(id);
+        }
         let every = self.cfg.snapshot_every;
         let Some(node) = self.nodes[id as usize - 1].as_ref() else {
             return Ok(());
@@ -233,9 +239,17 @@ impl<F: StorageFactory> Sim<F> {
         let voters = (1..=self.n() as NodeId).collect();
         let mut cfg = Config::new(id, voters);
         cfg.seed = derive_seed(self.cfg.seed, 3, (id << 32) | incarnation);
+        // The KV service reads by ReadIndex, which needs an entry of the
+        // leader's term committed (thesis §6.4).
+        cfg.noop_on_election = self.kv.is_some();
         let node = raft_core::Node::new(cfg, storage);
         let node = self.core(id, node)?;
-        if let Err(what) = self.apps.restart(id, &snapshot) {
+        let restored = if self.kv.is_some() {
+            self.kv_restart(id, &snapshot)
+        } else {
+            self.apps.restart(id, &snapshot)
+        };
+        if let Err(what) = restored {
             return Err(self.fail(FailureKind::Apply { node: id, what }));
         }
         let st = node.status();

@@ -47,6 +47,13 @@ impl Builder {
         self
     }
 
+    /// Runs the KV service on every node, with clerks, instead of the
+    /// lab's applier (see [`crate::kv`]).
+    pub fn kv(mut self, kv: crate::kv::KvConfig) -> Self {
+        self.cfg.kv = Some(kv);
+        self
+    }
+
     /// Writes the JSON-lines trace to `path`.
     pub fn trace(mut self, path: Option<PathBuf>) -> Self {
         self.cfg.trace = path;

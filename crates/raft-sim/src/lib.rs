@@ -7,6 +7,9 @@
 //! nodes crash (volatile state lost, storage kept) and restart. After every
 //! event an [`invariants::Checker`] verifies Raft's safety properties, and
 //! the lab's application side ([`app`]) checks what each node applies.
+//! With [`SimConfig::kv`] each node runs the KV service instead, with
+//! clerks calling through the same faulty network ([`kv`]): the lab's
+//! 3A/3B scenarios, every history checked for linearizability.
 //! The same seed gives the same run, byte for byte.
 //!
 //! ```
@@ -22,7 +25,8 @@
 //! Modules, one job each: [`clock`] (virtual time, event queue), [`network`]
 //! (links, faults, counters), [`factory`] (storage across crashes), `driver`
 //! (the Ready loop), [`sim`] (the event loop), [`invariants`] (safety
-//! checker), [`app`] (the lab's applier), [`harness`] (the lab's
+//! checker), [`app`] (the lab's applier), [`kv`] (the KV service and its
+//! clerks, in place of the applier), [`harness`] (the lab's
 //! vocabulary), [`chaos`] (the random fault schedule), [`hold`] (messages
 //! held into later terms), [`stats`] (what a run cost), [`trace`] and
 //! [`timeline`] (what happened), [`seeds`] (seed handling for tests).
@@ -36,6 +40,7 @@ pub mod factory;
 pub mod harness;
 pub mod hold;
 pub mod invariants;
+pub mod kv;
 pub mod network;
 pub mod seeds;
 pub mod sim;

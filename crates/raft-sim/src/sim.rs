@@ -38,6 +38,8 @@ pub struct SimConfig {
     pub trace: Option<PathBuf>,
     /// Keep the notable events for [`Sim::timeline`].
     pub timeline: bool,
+    /// Run the KV service on every node instead of the lab's applier.
+    pub kv: Option<crate::kv::KvConfig>,
 }
 
 impl SimConfig {
@@ -49,6 +51,7 @@ impl SimConfig {
             snapshot_every: 0,
             trace: None,
             timeline: false,
+            kv: None,
         }
     }
 }
@@ -58,6 +61,7 @@ pub(crate) enum Ev {
     Tick { id: NodeId, incarnation: u64 },
     Deliver(Message),
     Wake(u64),
+    Kv(crate::kv::KvEv),
 }
 
 /// Role, term and commit last reported for a node, to trace changes.
@@ -92,6 +96,8 @@ pub struct Sim<F: StorageFactory> {
     pub(crate) factory: F,
     pub(crate) checker: Checker,
     pub(crate) apps: Apps,
+    /// The KV service and its clerks, when it replaces the lab's applier.
+    pub(crate) kv: Option<Box<crate::kv::KvApp>>,
     pub(crate) tracer: Tracer,
     pub(crate) seen: Vec<Seen>,
     pub(crate) events: u64,
@@ -122,6 +128,7 @@ impl<F: StorageFactory> Sim<F> {
             factory,
             checker: Checker::new(n),
             apps: Apps::new(n),
+            kv: crate::kv::KvApp::boxed(&cfg),
             tracer: Tracer::default(),
             seen: vec![
                 Seen {
@@ -202,6 +209,7 @@ impl<F: StorageFactory> Sim<F> {
             Ev::Wake(task) => return Ok(Some(task)),
             Ev::Tick { id, incarnation } => self.on_tick(id, incarnation)?,
             Ev::Deliver(m) => self.on_deliver(m)?,
+            Ev::Kv(ev) => self.on_kv(ev)?,
         }
         Ok(None)
     }
@@ -217,6 +225,7 @@ impl<F: StorageFactory> Sim<F> {
         self.events += 1;
         let res = node.tick();
         self.core(id, res)?;
+        self.kv_tick(id);
         self.drive(id)?;
         self.queue
             .push(self.now + TICK, Ev::Tick { id, incarnation });

@@ -489,9 +489,7 @@ pub fn append_ok(from: NodeId, to: NodeId, term: Term, match_index: Index) -> Me
 /// Makes `n` (PreVote on) leader with the votes of `voters`, draining what
 /// it sends on the way.
 pub fn elect<S: Storage>(n: &mut Node<S>, voters: &[NodeId]) {
-    while n.role() == raft_core::Role::Follower {
-        n.tick().unwrap();
-    }
+    tick_until(n, |n| n.role() != raft_core::Role::Follower);
     let pre_term = drain(n)[0].term;
     let me = n.id();
     for &v in voters {
@@ -504,4 +502,16 @@ pub fn elect<S: Storage>(n: &mut Node<S>, voters: &[NodeId]) {
     }
     drain(n);
     assert!(n.is_leader());
+}
+
+/// Ticks `n` until `done` holds; panics after 1,000 ticks (a node that
+/// never gets there is a failure, not a hang).
+pub fn tick_until<S: Storage>(n: &mut Node<S>, done: impl Fn(&Node<S>) -> bool) {
+    for _ in 0..1_000 {
+        if done(n) {
+            return;
+        }
+        n.tick().unwrap();
+    }
+    assert!(done(n), "still not there after 1,000 ticks");
 }

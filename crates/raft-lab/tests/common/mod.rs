@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod unreliable;
+
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
