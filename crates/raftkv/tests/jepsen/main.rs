@@ -60,7 +60,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn proxied(c: &mut Cluster) -> BTreeMap<(u64, u64), Arc<Link>> {
     let real = parse_peers(&c.peers).unwrap();
     let mut links = BTreeMap::new();
-    for (&from, _) in &real {
+    for &from in real.keys() {
         let mut mine = real.clone();
         for (&to, addrs) in &real {
             if from == to {
