@@ -159,12 +159,13 @@ async fn final_reads(
     let now = || base.elapsed().as_nanos() as u64;
     let mut finals = BTreeMap::new();
     for key in REGISTERS.iter().chain(APPEND_KEYS.iter()) {
-        let call = now();
-        let value = client
-            .get(key)
-            .await
-            .unwrap_or_else(|e| panic!("the final read of {key} failed: {e}"))
-            .map(|b| b.to_vec());
+        // A restarted node may still be catching up: retry until the deadline.
+        let (call, value) = wait_for(&format!("the final read of {key}"), || async {
+            let call = now();
+            let value = client.get(key).await.ok()?;
+            Some((call, value.map(|b| b.to_vec())))
+        })
+        .await;
         ops.push(Operation {
             client: u64::MAX,
             call,
