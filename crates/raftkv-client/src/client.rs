@@ -108,6 +108,11 @@ impl Client {
         *self.lock_leader() = leader;
     }
 
+    /// Forgets the leader (it handed leadership over).
+    pub(crate) fn forget_any_leader(&self) {
+        self.set_leader(None);
+    }
+
     /// Forgets the leader if it is `endpoint` (it failed us).
     fn forget_leader(&self, endpoint: &str) {
         let mut leader = self.lock_leader();

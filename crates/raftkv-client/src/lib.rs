@@ -17,6 +17,10 @@
 //!   session id and a sequence number, and a retry carries the same number,
 //!   so the cluster applies it once however often it is sent (thesis §6.3).
 //!   They are retried on any failure until the call's deadline.
+//! - **Membership** ([`Client::members`], [`Client::add_learner`],
+//!   [`Client::promote`], [`Client::remove`], [`Client::transfer_leader`]):
+//!   answered once the change committed; retried like session writes (a
+//!   change already made is answered "done").
 //! - **Errors** are typed ([`Error`]); [`Error::may_have_applied`] says
 //!   whether a failed write may still have taken effect.
 //!
@@ -45,6 +49,7 @@
 //!
 //! The HTTP API it speaks is in docs/SERVER.md.
 
+mod admin;
 mod client;
 mod codec;
 mod error;
@@ -52,6 +57,7 @@ mod http;
 mod ops;
 mod types;
 
+pub use admin::{Member, Members, Transfer};
 pub use client::Client;
 pub use error::Error;
 pub use ops::Session;

@@ -85,6 +85,19 @@ pub struct ServerConfig {
     pub reserve_bytes: u64,
     /// The WAL starts a new segment file past this size.
     pub segment_bytes: u64,
+    /// Join a running cluster through this member's client URL
+    /// (`http://host:port`) when the data directory is new: the node asks
+    /// to be added as a learner, receives the log or a snapshot, and asks to
+    /// be promoted once caught up. Ignored once the directory is in use.
+    pub join: Option<String>,
+    /// With `join`: stay a learner, never ask to be promoted.
+    pub learner: bool,
+    /// The bootstrap voters (raft-core's `Config::voters`). `None`: every
+    /// node in `peers`. Empty: a node that joined a running cluster, which
+    /// learns the configuration from its leader.
+    pub voters: Option<Vec<NodeId>>,
+    /// How long a joining node keeps asking to be added.
+    pub join_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -115,7 +128,18 @@ impl ServerConfig {
             heartbeat_ticks: 10,
             reserve_bytes: 32 << 20,
             segment_bytes: 64 << 20,
+            join: None,
+            learner: false,
+            voters: None,
+            join_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// The bootstrap voters: [`voters`](Self::voters), or every peer.
+    pub fn bootstrap_voters(&self) -> Vec<NodeId> {
+        self.voters
+            .clone()
+            .unwrap_or_else(|| self.peers.keys().copied().collect())
     }
 
     /// This node's own entry in `peers`.
@@ -148,7 +172,16 @@ impl ServerConfig {
         if self.peers.contains_key(&0) {
             return Err(ConfigError::ZeroId);
         }
-        if !self.peers.contains_key(&self.id) {
+        if let Some(url) = &self.join {
+            let authority = url.strip_prefix("http://").unwrap_or(url);
+            let authority = authority.strip_suffix('/').unwrap_or(authority);
+            check_addr(authority).map_err(|_| ConfigError::BadJoinUrl(url.clone()))?;
+            if !self.peers.contains_key(&self.id)
+                && (self.listen.is_none() || self.raft_listen.is_none())
+            {
+                return Err(ConfigError::JoinNeedsListen);
+            }
+        } else if !self.peers.contains_key(&self.id) {
             return Err(ConfigError::NotAMember(self.id));
         }
         for p in self.peers.values() {
@@ -225,6 +258,12 @@ pub enum ConfigError {
     /// One request could fill the whole in-flight budget.
     #[error("max body ({body} bytes) must not exceed max pending bytes ({pending})")]
     BodyOverPending { body: usize, pending: u64 },
+    /// `--join` names no member's client address.
+    #[error("bad join URL {0:?}: expected http://HOST:PORT of a member's client port")]
+    BadJoinUrl(String),
+    /// A joining node must say where it listens (its address for the others).
+    #[error("--join needs --listen and --raft-listen (the addresses the other members reach this node at)")]
+    JoinNeedsListen,
     /// The heartbeat must come well within the election timeout.
     #[error("heartbeat ({heartbeat} ticks) must be shorter than the election timeout ({election} ticks)")]
     Timing { heartbeat: u32, election: u32 },
@@ -280,7 +319,7 @@ pub fn format_peers(peers: &BTreeMap<NodeId, PeerAddrs>) -> String {
 }
 
 /// `host:port` with a non-empty host and a numeric port.
-fn check_addr(addr: &str) -> Result<(), ConfigError> {
+pub fn check_addr(addr: &str) -> Result<(), ConfigError> {
     let bad = || ConfigError::BadAddress {
         addr: addr.to_string(),
     };

@@ -21,7 +21,6 @@
 //! commit). No lock is held across I/O: the driver shares nothing but the
 //! inbox, the peer queues (locked only to push) and atomics.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,9 +30,12 @@ use raft_wal::Wal;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::config::{PeerAddrs, ServerConfig};
+use crate::admin::AdminRequest;
+use crate::config::ServerConfig;
 use crate::logging::NodeLabel;
+use crate::members::Book;
 use crate::metrics::Metrics;
+use crate::reconfig::{AdminResult, Reconfig};
 use crate::server::{self, ServerError};
 use crate::space::{self, Space};
 use crate::status::{role_name, LeaderRef, PeerStatus, StatusReport};
@@ -72,6 +74,11 @@ pub(crate) enum Input {
     Tick,
     /// A status request.
     Status(oneshot::Sender<StatusReport>),
+    /// A membership change, a leadership transfer, or the member list.
+    Admin {
+        request: AdminRequest,
+        reply: oneshot::Sender<AdminResult>,
+    },
     /// Stop after this turn.
     Stop,
 }
@@ -89,7 +96,10 @@ pub(crate) struct Driver {
     pub transport: Transport,
     pub metrics: Arc<Metrics>,
     pub label: Arc<NodeLabel>,
-    pub peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
+    /// Every member's addresses, as far as this node knows them.
+    pub peers: Book,
+    /// Membership changes and transfers under way; the member table.
+    pub reconfig: Reconfig,
     pub cluster_id: String,
     pub tick: Duration,
 }
@@ -161,6 +171,7 @@ impl Driver {
             self.tick(t)?;
             self.ready(t)?;
             self.observe(t);
+            self.reconfig_turn();
             if self.space.probe(Instant::now()) {
                 self.metrics.no_space.set(0);
             }
@@ -192,14 +203,16 @@ impl Driver {
             metrics,
             label,
             peers,
+            reconfig,
             cluster_id,
             tick,
         } = self;
         space.on_no_space();
         drop(service);
         drop(node);
-        let (node, service) =
-            server::open_node(&cfg).map_err(|e| ServerError::Reopen(e.to_string()))?;
+        drop(reconfig);
+        let opened = server::open_node(&cfg).map_err(|e| ServerError::Reopen(e.to_string()))?;
+        let (node, service, reconfig) = (opened.node, opened.service, opened.reconfig);
         metrics.storage_reopens.inc();
         metrics.no_space.set(1);
         t.applied_bytes = 0;
@@ -220,6 +233,7 @@ impl Driver {
             metrics,
             label,
             peers,
+            reconfig,
             cluster_id,
             tick,
         })
@@ -259,6 +273,7 @@ impl Driver {
             }
             Input::Tick => {}
             Input::Status(tx) => t.status.push(tx),
+            Input::Admin { request, reply } => self.on_admin(request, reply),
             Input::Stop => return Ok(true),
         }
         Ok(false)
@@ -295,18 +310,22 @@ impl Driver {
                     m.proposals.inc_by(own.count() as u64);
                 }
             }
-            // 2. Send: queued to the peers' writers, never blocking.
+            // 2. Send: queued to the peers' writers, never blocking. A new
+            // member named in these entries gets its link first.
+            self.learn(&rd.entries);
             self.transport.send(std::mem::take(&mut rd.messages));
             // 3. Apply, and answer whoever waits.
-            if rd.snapshot.is_some() {
+            if let Some(snap) = &rd.snapshot {
                 self.metrics.snapshots_installed.inc();
                 t.applied_bytes = 0;
+                answer(self.install(snap)?, None);
             }
             let out = self
                 .service
                 .on_ready(&self.node, &rd)
                 .map_err(ServerError::StateMachine)?;
             answer(out, None);
+            self.applied(&rd.committed_entries);
             t.applied_bytes += rd.committed_entries.iter().map(Entry::size).sum::<u64>();
             self.metrics
                 .applied
@@ -317,8 +336,8 @@ impl Driver {
                 // A snapshot file needs room the disk does not have.
                 continue;
             }
-            if let Some((index, data)) = self.service.maybe_snapshot(t.applied_bytes) {
-                match self.node.snapshot(index, data) {
+            if let Some((index, image)) = self.service.maybe_snapshot(t.applied_bytes) {
+                match self.node.snapshot(index, self.wrap_snapshot(&image)) {
                     Ok(()) => {
                         t.applied_bytes = 0;
                         self.metrics.snapshots_taken.inc();
@@ -368,25 +387,26 @@ impl Driver {
 
     fn status(&self) -> StatusReport {
         let st = self.node.status();
+        let conf = self.node.conf();
+        let book = self.peers.read().expect("book lock");
         let leader = st.leader.map(|id| LeaderRef {
             id,
-            client: self
-                .peers
-                .get(&id)
-                .map(|p| p.client.clone())
-                .unwrap_or_default(),
+            client: book.get(&id).map(|p| p.client.clone()).unwrap_or_default(),
         });
         let connected = self.transport.connected();
-        let peers = self
-            .peers
-            .iter()
-            .filter(|(&id, _)| id != st.id)
-            .map(|(&id, p)| PeerStatus {
-                id,
-                raft: p.raft.clone(),
-                client: p.client.clone(),
-                connected: connected.get(&id).copied().unwrap_or(false),
-                match_index: self.node.match_index(id).filter(|_| self.node.is_leader()),
+        let peers = conf
+            .members()
+            .into_iter()
+            .filter(|&id| id != st.id)
+            .map(|id| {
+                let addrs = book.get(&id);
+                PeerStatus {
+                    id,
+                    raft: addrs.map(|p| p.raft.clone()).unwrap_or_default(),
+                    client: addrs.map(|p| p.client.clone()).unwrap_or_default(),
+                    connected: connected.get(&id).copied().unwrap_or(false),
+                    match_index: self.node.match_index(id).filter(|_| self.node.is_leader()),
+                }
             })
             .collect();
         StatusReport {
@@ -401,6 +421,9 @@ impl Driver {
             snapshot_index: st.first_index.saturating_sub(1),
             pending_requests: self.service.pending(),
             no_space: self.space.is_full(),
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            voters_outgoing: conf.voters_outgoing.clone(),
             peers,
         }
     }

@@ -7,7 +7,14 @@
 //! refuses to start on a mismatch: a WAL holds one node's votes and log, and
 //! running it as another node, in another cluster or with other members
 //! could elect two leaders in one term.
+//!
+//! It also records every member's addresses as the node first knew them
+//! (`[[peers]]`), so `raftkv server --data-dir DIR` alone can restart it,
+//! and, for a node that joined a running cluster (`--join`), that it did:
+//! such a node has no bootstrap voters and learns the configuration from
+//! its log and snapshots.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +22,8 @@ use std::path::{Path, PathBuf};
 use raft_core::NodeId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::config::PeerAddrs;
 
 /// The identity file's name in the data directory.
 pub const IDENTITY_FILE: &str = "IDENTITY";
@@ -32,8 +41,26 @@ pub struct Identity {
     pub cluster_id: String,
     /// The node's id.
     pub node_id: NodeId,
-    /// The voting members when the directory was created.
+    /// The voting members when the directory was created (empty for a
+    /// node that joined a running cluster).
     pub members: Vec<NodeId>,
+    /// Whether the node joined a running cluster (`--join`).
+    #[serde(default)]
+    pub joined: bool,
+    /// With `joined`: whether it stays a learner.
+    #[serde(default)]
+    pub learner: bool,
+    /// Every member's addresses when the directory was created.
+    #[serde(default)]
+    pub peers: Vec<IdentityPeer>,
+}
+
+/// One member's addresses in the identity file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityPeer {
+    pub id: NodeId,
+    pub raft: String,
+    pub client: String,
 }
 
 /// Why a data directory was refused.
@@ -81,6 +108,23 @@ pub enum IdentityError {
 /// its identity file when it is new. Blocking (fsync): call off the async
 /// runtime's worker threads.
 pub fn check_or_create(dir: &Path, expected: &Identity) -> Result<(), IdentityError> {
+    match read(dir)? {
+        Some(found) => compare(dir, &found, expected),
+        None => {
+            let wal = dir.join(WAL_DIR);
+            let wal_used = fs::read_dir(&wal).is_ok_and(|mut d| d.next().is_some());
+            if wal_used {
+                return Err(IdentityError::Foreign {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            write(dir, expected)
+        }
+    }
+}
+
+/// The identity recorded in `dir`, if any. Blocking.
+pub fn read(dir: &Path) -> Result<Option<Identity>, IdentityError> {
     let path = dir.join(IDENTITY_FILE);
     match fs::read(&path) {
         Ok(bytes) => {
@@ -91,18 +135,9 @@ pub fn check_or_create(dir: &Path, expected: &Identity) -> Result<(), IdentityEr
             let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
             let found: Identity =
                 toml::from_str(&text).map_err(|e| unreadable(e.message().to_string()))?;
-            compare(dir, &found, expected)
+            Ok(Some(found))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let wal = dir.join(WAL_DIR);
-            let wal_used = fs::read_dir(&wal).is_ok_and(|mut d| d.next().is_some());
-            if wal_used {
-                return Err(IdentityError::Foreign {
-                    dir: dir.to_path_buf(),
-                });
-            }
-            write(dir, expected)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(IdentityError::Io {
             op: "read",
             path,
@@ -127,7 +162,7 @@ fn compare(dir: &Path, found: &Identity, expected: &Identity) -> Result<(), Iden
             cluster: expected.cluster_id.clone(),
         });
     }
-    if found.members != expected.members {
+    if !found.joined && found.members != expected.members {
         return Err(IdentityError::Members {
             dir: dir.to_path_buf(),
             found: found.members.clone(),
@@ -172,7 +207,37 @@ impl Identity {
             cluster_id: cluster_id.to_string(),
             node_id,
             members,
+            joined: false,
+            learner: false,
+            peers: Vec::new(),
         }
+    }
+
+    /// Records the members' addresses.
+    pub fn with_peers(mut self, peers: &BTreeMap<NodeId, PeerAddrs>) -> Self {
+        self.peers = peers
+            .iter()
+            .map(|(&id, p)| IdentityPeer {
+                id,
+                raft: p.raft.clone(),
+                client: p.client.clone(),
+            })
+            .collect();
+        self
+    }
+
+    /// The recorded addresses, by id.
+    pub fn peer_map(&self) -> BTreeMap<NodeId, PeerAddrs> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let addrs = PeerAddrs {
+                    raft: p.raft.clone(),
+                    client: p.client.clone(),
+                };
+                (p.id, addrs)
+            })
+            .collect()
     }
 }
 

@@ -11,7 +11,10 @@
 //!   length-delimited frames ([`wire`]), bounded per-peer queues;
 //! - the **HTTP API** ([`http`], axum): `/v1/kv/{key}`, `/v1/kv`,
 //!   `/v1/sessions`, `/v1/status`, `/metrics`;
-//! - a ticker task (every 10 ms) and the [`metrics`].
+//! - a ticker task (every 10 ms) and the [`metrics`];
+//! - membership: the [`admin`] API (`/v1/members`, `/v1/transfer-leader`),
+//!   the replicated [`members`] table of addresses, and `join` for a node
+//!   that joins a running cluster.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,19 +29,24 @@
 //!
 //! How to run it, the API and the design: docs/SERVER.md.
 
+pub mod admin;
 pub mod config;
 pub mod driver;
 pub mod http;
 pub mod http_client;
 pub mod identity;
+mod join;
 pub mod logging;
+pub mod members;
 pub mod metrics;
+mod reconfig;
 mod server;
 pub mod space;
 pub mod status;
 mod transport;
 pub mod wire;
 
+pub use admin::{MemberInfo, MembersReport, TransferReport};
 pub use config::{format_peers, parse_peers, ConfigError, PeerAddrs, ServerConfig};
 pub use server::{Server, ServerError, StartError};
 pub use status::{LeaderRef, PeerStatus, StatusReport};

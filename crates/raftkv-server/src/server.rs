@@ -2,11 +2,12 @@
 //! restore the state machine, bind the ports, and start the driver thread,
 //! the peer transport, the ticker and the HTTP server.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use raft_core::Node;
+use raft_core::{ConfEntry, ConfState, EntryKind, Node, NodeId, Snapshot};
 use raft_kv::{Service, ServiceConfig, StoreError};
 use raft_wal::{SyncMode, Wal, WalError, WalOptions};
 use thiserror::Error;
@@ -16,12 +17,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::{ConfigError, PeerAddrs, ServerConfig};
 use crate::driver::{self, Driver, Input};
 use crate::http::{self, AppState};
 use crate::identity::{self, Identity, IdentityError};
+use crate::join;
 use crate::logging::{self, NodeLabel};
+use crate::members::{self, MemberTable};
 use crate::metrics::Metrics;
+use crate::reconfig::Reconfig;
 use crate::space::Space;
 use crate::transport::Transport;
 
@@ -54,6 +58,13 @@ pub enum StartError {
     /// The driver thread could not be started.
     #[error("cannot start the driver thread: {0}")]
     Thread(std::io::Error),
+    /// Joining the cluster failed (no answer in time).
+    #[error("cannot join: {0}")]
+    Join(String),
+    /// The cluster refused to add this node (wrong cluster, an id in use
+    /// or retired, an address no one can reach).
+    #[error("the cluster refused to add this node: {0}")]
+    JoinRefused(String),
 }
 
 impl StartError {
@@ -77,6 +88,9 @@ pub enum ServerError {
     /// The state machine cannot follow the log (a snapshot that does not decode).
     #[error("state machine failed: {0}")]
     StateMachine(StoreError),
+    /// A snapshot's member table does not decode.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// After a full disk, the WAL could not be opened again.
     #[error("cannot reopen the WAL after a full disk: {0}")]
     Reopen(String),
@@ -104,7 +118,7 @@ impl Server {
     /// Starts a node. Blocking work (the identity file, opening the WAL,
     /// reading the snapshot) runs on a blocking thread, never on the
     /// runtime's workers.
-    pub async fn start(cfg: ServerConfig) -> Result<Server, StartError> {
+    pub async fn start(mut cfg: ServerConfig) -> Result<Server, StartError> {
         cfg.validate()?;
         let bind = |what, addr: String| async move {
             TcpListener::bind(&addr)
@@ -118,22 +132,59 @@ impl Server {
 
         let label = NodeLabel::new(cfg.id);
         let span = logging::node_span(&label);
-        let (node, service, space) = {
-            let cfg = cfg.clone();
-            let span = span.clone();
-            tokio::task::spawn_blocking(move || span.in_scope(|| open(&cfg)))
+        let found = {
+            let dir = cfg.data_dir.clone();
+            tokio::task::spawn_blocking(move || identity::read(&dir))
                 .await
                 .map_err(|e| StartError::Load(e.to_string()))??
         };
+        // A node that joined (now or before) has no bootstrap voters, and
+        // asks to be promoted unless it is to stay a learner.
+        let mut joined = None;
+        match found {
+            Some(f) if f.joined => {
+                if !cfg.peers.contains_key(&cfg.id) {
+                    cfg.peers = f.peer_map();
+                }
+                cfg.voters = Some(Vec::new());
+                cfg.learner = f.learner;
+                joined = Some(!f.learner);
+            }
+            Some(_) => {}
+            None if cfg.join.is_some() => {
+                cfg.peers = join::join(&cfg, client_addr, raft_addr)
+                    .instrument(span.clone())
+                    .await?;
+                cfg.voters = Some(Vec::new());
+                joined = Some(!cfg.learner);
+            }
+            None => {}
+        }
+        let (opened, space) = {
+            let cfg = cfg.clone();
+            let span = span.clone();
+            let joined = joined.is_some();
+            tokio::task::spawn_blocking(move || span.in_scope(|| open(&cfg, joined)))
+                .await
+                .map_err(|e| StartError::Load(e.to_string()))??
+        };
+        let Opened {
+            node,
+            service,
+            reconfig,
+            book,
+        } = opened;
 
         let metrics = Arc::new(Metrics::new());
         let cancel = CancellationToken::new();
         let (inbox, inbox_rx) = mpsc::channel(cfg.inbox);
-        let peers = Arc::new(cfg.peers.clone());
+        let links: Vec<(NodeId, String)> =
+            book.iter().map(|(&id, p)| (id, p.raft.clone())).collect();
+        let peers = Arc::new(RwLock::new(book));
         let shared = Transport::shared(
             cfg.id,
             cfg.cluster_id.clone(),
-            peers.iter().map(|(&id, p)| (id, p.raft.clone())),
+            links,
             cfg.max_frame_bytes,
             cfg.peer_queue_messages,
             cfg.peer_queue_bytes,
@@ -156,6 +207,7 @@ impl Server {
             metrics: metrics.clone(),
             label,
             peers: peers.clone(),
+            reconfig,
             cluster_id: cfg.cluster_id.clone(),
             tick: cfg.tick,
         };
@@ -164,6 +216,10 @@ impl Server {
             StartError::Thread(e)
         })?;
         tokio::spawn(ticker(inbox.clone(), cfg.tick, cancel.clone()).instrument(span.clone()));
+        if joined == Some(true) {
+            let promote = join::promote(cfg.id, inbox.clone(), cfg.join.clone(), cancel.clone());
+            tokio::spawn(promote.instrument(span.clone()));
+        }
 
         let state = AppState::new(
             cfg.id,
@@ -269,14 +325,23 @@ impl Server {
     }
 }
 
-/// A node's Raft state and state machine, as the driver holds them.
-pub(crate) type Opened = (Node<Wal>, Service<driver::ReplyTo>);
+/// A node's Raft state, state machine and member table, as the driver holds them.
+pub(crate) struct Opened {
+    pub node: Node<Wal>,
+    pub service: Service<driver::ReplyTo>,
+    pub reconfig: Reconfig,
+    /// Every member's addresses known at start: the bootstrap peers, the
+    /// snapshot's table, and the configuration entries in the log.
+    pub book: BTreeMap<NodeId, PeerAddrs>,
+}
 
 /// Checks the data directory, sets up its reserve, opens the WAL and
 /// restores the state machine from its snapshot. Blocking.
-fn open(cfg: &ServerConfig) -> Result<(Node<Wal>, Service<driver::ReplyTo>, Space), StartError> {
-    let members: Vec<_> = cfg.peers.keys().copied().collect();
-    let expected = Identity::new(&cfg.cluster_id, cfg.id, members);
+fn open(cfg: &ServerConfig, joined: bool) -> Result<(Opened, Space), StartError> {
+    let mut expected =
+        Identity::new(&cfg.cluster_id, cfg.id, cfg.bootstrap_voters()).with_peers(&cfg.peers);
+    expected.joined = joined;
+    expected.learner = joined && cfg.learner;
     identity::check_or_create(&cfg.data_dir, &expected)?;
     let space = Space::open(&cfg.data_dir, cfg.reserve_bytes).map_err(|e| {
         StartError::Load(format!(
@@ -284,14 +349,14 @@ fn open(cfg: &ServerConfig) -> Result<(Node<Wal>, Service<driver::ReplyTo>, Spac
             cfg.data_dir.display()
         ))
     })?;
-    let (node, service) = open_node(cfg)?;
-    Ok((node, service, space))
+    Ok((open_node(cfg)?, space))
 }
 
-/// Opens the WAL and restores the state machine from its snapshot: what a
-/// start does, and what the driver does again after a full disk. Blocking.
+/// Opens the WAL and restores the state machine and member table from its
+/// snapshot: what a start does, and what the driver does again after a
+/// full disk. Blocking.
 pub(crate) fn open_node(cfg: &ServerConfig) -> Result<Opened, StartError> {
-    let members: Vec<_> = cfg.peers.keys().copied().collect();
+    let voters = cfg.bootstrap_voters();
     let opts = WalOptions {
         sync: if cfg.fsync {
             SyncMode::Always
@@ -320,18 +385,69 @@ pub(crate) fn open_node(cfg: &ServerConfig) -> Result<Opened, StartError> {
     let mut service = Service::new(service_cfg);
     let snapshot =
         raft_core::Storage::snapshot(&wal).map_err(|e| StartError::Load(e.to_string()))?;
-    service
-        .restore(&snapshot)
-        .map_err(|e| StartError::Load(format!("the stored snapshot: {e}")))?;
+    let mut table = None;
+    if snapshot.meta.index > 0 {
+        let (stored, image) = members::unwrap_snapshot(&snapshot.data)
+            .map_err(|e| StartError::Load(format!("the stored snapshot: {e}")))?;
+        table = stored;
+        let inner = Snapshot {
+            meta: snapshot.meta,
+            conf: snapshot.conf.clone(),
+            data: image.to_vec(),
+        };
+        service
+            .restore(&inner)
+            .map_err(|e| StartError::Load(format!("the stored snapshot: {e}")))?;
+    }
+    // A snapshot without a configuration stands for the bootstrap one.
+    let conf = if snapshot.meta.index > 0 && !snapshot.conf.voters.is_empty() {
+        snapshot.conf.clone()
+    } else {
+        ConfState::new(&voters)
+    };
+    let table = table.unwrap_or_else(|| MemberTable::new(cfg.peers.clone()));
     let raft = raft_core::Config {
         noop_on_election: true,
         election_tick: cfg.election_ticks,
         heartbeat_tick: cfg.heartbeat_ticks,
         seed: seed(cfg.id),
-        ..raft_core::Config::new(cfg.id, members)
+        ..raft_core::Config::new(cfg.id, voters)
     };
     let node = Node::new(raft, wal).map_err(|e| StartError::Load(e.to_string()))?;
-    Ok((node, service))
+    let mut book: BTreeMap<NodeId, PeerAddrs> = cfg.peers.clone();
+    book.extend(table.addrs.clone());
+    for (id, addrs) in logged_members(&node)? {
+        book.entry(id).or_insert(addrs);
+    }
+    book.retain(|id, _| !table.retired.contains(id));
+    let reconfig = Reconfig::new(table, conf, snapshot.meta.index);
+    Ok(Opened {
+        node,
+        service,
+        reconfig,
+        book,
+    })
+}
+
+/// The members added by configuration entries in the log (after the
+/// snapshot), with the addresses their entries carry.
+fn logged_members(node: &Node<Wal>) -> Result<Vec<(NodeId, PeerAddrs)>, StartError> {
+    const CHUNK: u64 = 4096;
+    let mut out = Vec::new();
+    let (mut lo, hi) = (node.status().first_index, node.last_index() + 1);
+    while lo < hi {
+        let to = (lo + CHUNK).min(hi);
+        let entries = node
+            .entries(lo, to)
+            .map_err(|e| StartError::Load(e.to_string()))?;
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Config) {
+            let added =
+                ConfEntry::decode(&e.data).and_then(|c| members::decode_context(&c.context));
+            out.extend(added);
+        }
+        lo = to;
+    }
+    Ok(out)
 }
 
 /// A per-start seed for election timeouts: nodes must not draw the same ones.

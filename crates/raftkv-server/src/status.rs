@@ -29,6 +29,15 @@ pub struct StatusReport {
     /// Whether the node refuses writes because its disk is (nearly) full.
     #[serde(default)]
     pub no_space: bool,
+    /// The voters of the configuration in force (C_new's during a joint change).
+    #[serde(default)]
+    pub voters: Vec<NodeId>,
+    /// The learners (non-voting members).
+    #[serde(default)]
+    pub learners: Vec<NodeId>,
+    /// During a joint change (C_old,new), C_old's voters; empty otherwise.
+    #[serde(default)]
+    pub voters_outgoing: Vec<NodeId>,
     /// The other members.
     pub peers: Vec<PeerStatus>,
 }

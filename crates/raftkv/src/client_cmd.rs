@@ -28,12 +28,13 @@ pub enum ClientExit {
     No = 1,
     /// 2: bad flags or endpoints (nothing was sent).
     Usage = 2,
-    /// 4: no node answered in time; a write was not applied.
-    Unavailable = 4,
+    /// 4: the server refused the request (bad key, too large, ...), as
+    /// `raftkv member` exits when the cluster refuses an admin call.
+    Refused = 4,
     /// 5: a write may or may not have been applied (its answer was lost).
     Unknown = 5,
-    /// 6: the server refused the request (bad key, too large, ...).
-    Refused = 6,
+    /// 6: no node answered in time; a write was not applied.
+    Unavailable = 6,
     /// 7: the leader's disk is full (507 nospace); reads still work.
     NoSpace = 7,
     /// 8: an answer the client does not understand.
@@ -463,7 +464,7 @@ mod tests {
                     elapsed: Duration::ZERO,
                     last: String::new(),
                 },
-                4,
+                6,
             ),
             (Error::OutcomeUnknown(String::new()), 5),
             (Error::SessionExpired(1), 5),
@@ -473,7 +474,7 @@ mod tests {
                     kind: "bad_key".into(),
                     message: String::new(),
                 },
-                6,
+                4,
             ),
             (Error::NoSpace(String::new()), 7),
             (Error::Protocol(String::new()), 8),

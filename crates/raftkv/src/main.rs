@@ -3,22 +3,26 @@
 //! ```text
 //! raftkv server --id 1 --peers 1=127.0.0.1:7001/127.0.0.1:8001,... --data-dir DIR
 //! raftkv cluster --nodes 3
+//! raftkv server --id 4 --join http://127.0.0.1:8001 --listen ... --raft-listen ... --data-dir DIR
+//! raftkv member list|add-learner|promote|remove ...
+//! raftkv transfer-leader --to 2
 //! raftkv put greeting hello --endpoints 127.0.0.1:8001,127.0.0.1:8002
 //! raftkv get greeting
 //! raftkv bench
 //! ```
 //!
-//! Exit codes of `server` and `cluster`: 0 after a clean stop; 1 when the
-//! node fails while running (storage failure, a port in use); 2 for bad
-//! flags or configuration; 3 when the data directory is refused (another
-//! node's, locked, corrupt). The client commands have their own (see
-//! [`client_cmd::ClientExit`]): 0 done, 1 "no" (not found, no match), 2 bad
-//! flags, 4 unavailable, 5 outcome unknown, 6 refused, 7 disk full, 8 an
-//! answer not understood.
+//! Exit codes: 0 after a clean stop; 1 when the node fails while running
+//! (storage failure, a port in use); 2 for bad flags or configuration; 3
+//! when the data directory is refused (another node's, locked, corrupt); 4
+//! when the cluster refuses an admin call. The key-value commands have
+//! their own (see [`client_cmd::ClientExit`]): 0 done, 1 "no" (not found,
+//! no match), 2 bad flags, 4 refused, 5 outcome unknown, 6 unavailable, 7
+//! disk full, 8 an answer not understood.
 
 mod bench;
 mod client_cmd;
 mod cluster;
+mod member;
 mod server;
 
 use std::process::ExitCode;
@@ -42,6 +46,10 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a local cluster of nodes on 127.0.0.1 until Ctrl-C.
     Cluster(cluster::ClusterArgs),
+    /// List, add, promote or remove members of a running cluster.
+    Member(member::MemberArgs),
+    /// Hand leadership to another voter.
+    TransferLeader(member::TransferArgs),
     #[command(flatten)]
     Client(client_cmd::ClientCommand),
     /// Measure throughput and latency of closed-loop clients on a cluster.
@@ -56,6 +64,8 @@ pub(crate) enum Failure {
     DataDir(anyhow::Error),
     /// Anything else: exit 1.
     Runtime(anyhow::Error),
+    /// The cluster refused an admin call: exit 4.
+    Refused(anyhow::Error),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +73,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Member(args) => member::run(args),
+        Command::TransferLeader(args) => member::transfer(args),
         Command::Client(cmd) => return ExitCode::from(client_cmd::run(cmd) as u8),
         Command::Bench(args) => bench::run(args),
     };
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
                 Failure::Usage(e) => (2, e),
                 Failure::DataDir(e) => (3, e),
                 Failure::Runtime(e) => (1, e),
+                Failure::Refused(e) => (4, e),
             };
             eprintln!("error: {e:#}");
             ExitCode::from(code)

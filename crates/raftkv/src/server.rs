@@ -57,6 +57,14 @@ pub struct ServerArgs {
     /// Never fsync the WAL. UNSAFE: a power cut can lose acknowledged writes.
     #[arg(long)]
     pub unsafe_no_fsync: bool,
+    /// Join a running cluster through this member's client URL
+    /// (http://HOST:PORT) when the data directory is new: added as a
+    /// learner, then promoted once caught up. Needs --listen and --raft-listen.
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// With --join: stay a learner (never ask to be promoted).
+    #[arg(long, requires = "join")]
+    pub learner: bool,
 }
 
 /// The `--config` file.
@@ -75,6 +83,8 @@ struct FileConfig {
     reserve_bytes: Option<u64>,
     wal_segment_bytes: Option<u64>,
     fsync: Option<bool>,
+    join: Option<String>,
+    learner: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -96,9 +106,20 @@ pub fn config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         }
         None => FileConfig::default(),
     };
+    let join = args.join.clone().or(file.join.clone());
+    let data_dir = args.data_dir.clone().or(file.data_dir.clone());
+    // A data directory in use knows its node: it restarts from it alone.
+    let known = match &data_dir {
+        Some(dir) => raftkv_server::identity::read(dir)
+            .ok()
+            .flatten()
+            .filter(|i| !i.peers.is_empty()),
+        None => None,
+    };
     let id = args
         .id
         .or(file.id)
+        .or(known.as_ref().map(|k| k.node_id))
         .ok_or_else(|| anyhow!("missing --id (or `id` in the config file)"))?;
     let peers = match (&args.peers, file.peers) {
         (Some(list), _) => parse_peers(list)?,
@@ -113,17 +134,24 @@ pub fn config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             }
             peers
         }
-        (None, None) => {
-            return Err(anyhow!(
-                "missing --peers (or `[[peers]]` in the config file)"
-            ))
-        }
+        (None, None) => match &known {
+            Some(k) if k.node_id == id => k.peer_map(),
+            _ if join.is_some() => Default::default(),
+            _ => {
+                return Err(anyhow!(
+                    "missing --peers (or `[[peers]]` in the config file), or --join"
+                ))
+            }
+        },
     };
-    let data_dir = args
-        .data_dir
-        .or(file.data_dir)
-        .ok_or_else(|| anyhow!("missing --data-dir (or `data_dir` in the config file)"))?;
+    let data_dir =
+        data_dir.ok_or_else(|| anyhow!("missing --data-dir (or `data_dir` in the config file)"))?;
     let mut cfg = ServerConfig::new(id, peers, data_dir);
+    if let Some(k) = known.as_ref().filter(|k| k.node_id == id) {
+        cfg.cluster_id = k.cluster_id.clone();
+    }
+    cfg.join = join;
+    cfg.learner = args.learner || file.learner.unwrap_or(false);
     cfg.listen = args.listen.or(file.listen);
     cfg.raft_listen = args.raft_listen.or(file.raft_listen);
     if let Some(c) = args.cluster_id.or(file.cluster_id) {
@@ -160,7 +188,7 @@ pub fn run(args: ServerArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(e.into()))?;
     rt.block_on(async {
         let mut server = Server::start(cfg).await.map_err(|e| match e {
-            StartError::Config(_) => Failure::Usage(e.into()),
+            StartError::Config(_) | StartError::JoinRefused(_) => Failure::Usage(e.into()),
             e if e.is_data_dir() => Failure::DataDir(e.into()),
             e => Failure::Runtime(e.into()),
         })?;

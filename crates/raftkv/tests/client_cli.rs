@@ -88,14 +88,14 @@ async fn client_commands_print_for_people_and_programs_and_exit_as_documented() 
     assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
     assert!(v["leader"]["id"].as_u64().is_some(), "{v}");
 
-    // Failures: a refused request (6), nobody answering (4), bad flags (2).
+    // Failures: a refused request (4), nobody answering (6), bad flags (2).
     let long_key = "k".repeat(5000);
     let (code, _, err) = raftkv(e, &["put", &long_key, "v"]);
-    assert_eq!(code, 6, "{err}");
+    assert_eq!(code, 4, "{err}");
     assert!(err.contains("key_too_large"), "{err}");
     let dead = format!("127.0.0.1:{}", common::free_port());
     let (code, out, _) = raftkv(&dead, &["get", "k", "--timeout", "1", "--json"]);
-    assert_eq!(code, 4);
+    assert_eq!(code, 6);
     assert_eq!(json(&out)["error"], "unavailable");
     assert_eq!(raftkv(&dead, &["status"]).0, 1, "no leader known");
     assert_eq!(raftkv("not an address", &["get", "k"]).0, 2);

@@ -8,8 +8,8 @@
 mod codec;
 mod error;
 mod kv;
+mod members;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub use codec::{encode_key, percent_decode, put_bytes, take_bytes, BadEncoding};
 pub use error::{from_kv, ApiError, Redirect, RETRY_AFTER_SECS};
+pub use members::from_admin_with;
 
-use crate::config::PeerAddrs;
 use crate::driver::{Input, Reply};
+use crate::members::Book;
 use crate::metrics::Metrics;
 
 /// What every handler shares.
@@ -38,7 +39,7 @@ pub(crate) struct AppState {
 struct Inner {
     me: NodeId,
     inbox: mpsc::Sender<Input>,
-    peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
+    peers: Book,
     closing: AtomicBool,
     max_body: usize,
     /// Bytes of keys and values in requests not yet answered: bounds what
@@ -51,7 +52,7 @@ impl AppState {
     pub fn new(
         me: NodeId,
         inbox: mpsc::Sender<Input>,
-        peers: Arc<BTreeMap<NodeId, PeerAddrs>>,
+        peers: Book,
         max_body: usize,
         max_in_flight: usize,
         metrics: Arc<Metrics>,
@@ -72,6 +73,10 @@ impl AppState {
     /// From now on every request is answered 503 (the node is stopping).
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Relaxed);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Relaxed)
     }
 
     /// Sends `body` to the driver and waits for the answer. A full inbox, or
@@ -111,9 +116,10 @@ impl AppState {
             }
         };
         reply.result.map_err(|e| {
+            let peers = self.inner.peers.read().expect("book lock").clone();
             let ctx = Redirect {
                 me: self.inner.me,
-                peers: &self.inner.peers,
+                peers: &peers,
                 path_and_query,
             };
             from_kv(e, &ctx)
@@ -165,6 +171,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/kv", get(kv::list))
         .route("/v1/sessions", post(kv::open_session))
         .route("/v1/status", get(status))
+        .route("/v1/members", get(members::list).post(members::change))
+        .route("/v1/transfer-leader", post(members::transfer))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response_with_state(

@@ -132,7 +132,7 @@ fn check_dialer(shared: &Shared, h: &Hello) -> Result<Arc<Link>, String> {
     if h.to != shared.me {
         return Err(format!("this is node {}, not node {}", shared.me, h.to));
     }
-    let Some(link) = shared.links.get(&h.from) else {
+    let Some(link) = shared.link(h.from) else {
         return Err(format!("node {} is not a member of this cluster", h.from));
     };
     if h.from > shared.me {
@@ -141,7 +141,7 @@ fn check_dialer(shared: &Shared, h: &Hello) -> Result<Arc<Link>, String> {
             h.from, shared.me
         ));
     }
-    Ok(link.clone())
+    Ok(link)
 }
 
 fn our_hello(shared: &Shared, to: NodeId) -> Hello {
@@ -165,7 +165,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, link: Arc<Link>) {
     loop {
         let attempt = tokio::select! {
             r = dial(&shared, &link) => r,
-            _ = shared.cancel.cancelled() => return,
+            _ = link.cancel.cancelled() => return,
         };
         match attempt {
             Ok(stream) => {
@@ -193,7 +193,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, link: Arc<Link>) {
         }
         tokio::select! {
             _ = sleep(backoff) => {}
-            _ = shared.cancel.cancelled() => return,
+            _ = link.cancel.cancelled() => return,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -274,7 +274,7 @@ async fn run(shared: &Shared, link: &Link, stream: TcpStream) -> Closed {
     let closed = tokio::select! {
         c = read_loop(shared, link, rd) => c,
         c = write_loop(shared, link, wr) => c,
-        _ = shared.cancel.cancelled() => Closed::Stopping,
+        _ = link.cancel.cancelled() => Closed::Stopping,
     };
     if link.generation.load(Ordering::Relaxed) == generation {
         link.connected.store(false, Ordering::Relaxed);

@@ -24,12 +24,17 @@
 //! Anything else (a frame that does not decode, one over the limit, a
 //! message claiming another sender) closes the connection with one log line;
 //! the node goes on.
+//!
+//! **Membership:** links follow the member table. A member added to the
+//! configuration gets a link (and a dialer, if its id is higher) as soon
+//! as its address is known ([`Transport::add_peer`]); a removed member's
+//! link is closed ([`Transport::remove_peer`]), so its dials are refused.
 
 mod conn;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use raft_core::{Message, NodeId};
@@ -50,7 +55,7 @@ pub(crate) struct Shared {
     pub max_frame: usize,
     pub queue_messages: usize,
     pub queue_bytes: u64,
-    pub links: BTreeMap<NodeId, Arc<Link>>,
+    links: RwLock<BTreeMap<NodeId, Arc<Link>>>,
     pub inbox: mpsc::Sender<Input>,
     pub metrics: Arc<Metrics>,
     /// The clock of pings.
@@ -62,6 +67,11 @@ impl Shared {
     /// Microseconds since the transport started, never 0 (0 means "none").
     pub fn now_micros(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
+    /// The link to peer `id`, if it is a known member.
+    pub fn link(&self, id: NodeId) -> Option<Arc<Link>> {
+        self.links.read().expect("links lock").get(&id).cloned()
     }
 }
 
@@ -78,6 +88,8 @@ pub(crate) struct Link {
     pong: AtomicU64,
     /// The accepted connection's task, aborted when a newer one arrives.
     current: Mutex<Option<AbortHandle>>,
+    /// Fires when the node stops or the peer leaves the cluster.
+    pub cancel: CancellationToken,
 }
 
 #[derive(Default)]
@@ -87,7 +99,7 @@ struct Queue {
 }
 
 impl Link {
-    fn new(id: NodeId, addr: String) -> Self {
+    fn new(id: NodeId, addr: String, cancel: CancellationToken) -> Self {
         Link {
             id,
             addr,
@@ -97,6 +109,7 @@ impl Link {
             generation: AtomicU64::new(0),
             pong: AtomicU64::new(0),
             current: Mutex::new(None),
+            cancel,
         }
     }
 
@@ -117,6 +130,9 @@ impl Link {
 #[derive(Clone)]
 pub(crate) struct Transport {
     shared: Arc<Shared>,
+    /// Where dialers of peers added later run.
+    runtime: tokio::runtime::Handle,
+    span: tracing::Span,
 }
 
 impl Transport {
@@ -125,11 +141,63 @@ impl Transport {
     pub fn start(shared: Shared, listener: TcpListener, span: tracing::Span) -> Self {
         let shared = Arc::new(shared);
         tokio::spawn(conn::accept_loop(shared.clone(), listener).instrument(span.clone()));
-        for link in shared.links.values().filter(|l| l.id > shared.me) {
-            let dial = conn::dial_loop(shared.clone(), link.clone());
-            tokio::spawn(dial.instrument(span.clone()));
+        let t = Transport {
+            shared,
+            runtime: tokio::runtime::Handle::current(),
+            span,
+        };
+        let links: Vec<Arc<Link>> = t.links().values().cloned().collect();
+        for link in links {
+            t.dial(link);
         }
-        Transport { shared }
+        t
+    }
+
+    fn links(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<NodeId, Arc<Link>>> {
+        self.shared.links.read().expect("links lock")
+    }
+
+    /// Starts dialing `link` if this node is the one that dials it.
+    fn dial(&self, link: Arc<Link>) {
+        if link.id > self.shared.me {
+            let dial = conn::dial_loop(self.shared.clone(), link);
+            self.runtime.spawn(dial.instrument(self.span.clone()));
+        }
+    }
+
+    /// A new member at `addr` (its Raft address): from now on messages for
+    /// it are queued and sent, and its connection is accepted or dialed.
+    /// Callable from any thread. A known peer keeps its link and address.
+    pub fn add_peer(&self, id: NodeId, addr: &str) {
+        if id == self.shared.me {
+            return;
+        }
+        let link = {
+            let mut links = self.shared.links.write().expect("links lock");
+            if links.contains_key(&id) {
+                return;
+            }
+            let link = Arc::new(Link::new(
+                id,
+                addr.to_string(),
+                self.shared.cancel.child_token(),
+            ));
+            links.insert(id, link.clone());
+            link
+        };
+        self.dial(link);
+    }
+
+    /// A member left: its link, queue and connection are dropped, and its
+    /// dials are refused from now on.
+    pub fn remove_peer(&self, id: NodeId) {
+        let link = self.shared.links.write().expect("links lock").remove(&id);
+        if let Some(link) = link {
+            link.cancel.cancel();
+            if let Some(task) = link.current.lock().expect("link lock").take() {
+                task.abort();
+            }
+        }
     }
 
     /// Builds the shared state, one link per peer other than `me`.
@@ -148,7 +216,7 @@ impl Transport {
         let links = peers
             .into_iter()
             .filter(|(id, _)| *id != me)
-            .map(|(id, addr)| (id, Arc::new(Link::new(id, addr))))
+            .map(|(id, addr)| (id, Arc::new(Link::new(id, addr, cancel.child_token()))))
             .collect();
         Shared {
             me,
@@ -156,7 +224,7 @@ impl Transport {
             max_frame,
             queue_messages,
             queue_bytes,
-            links,
+            links: RwLock::new(links),
             inbox,
             metrics,
             epoch: Instant::now(),
@@ -167,9 +235,10 @@ impl Transport {
     /// Queues `msgs` for their peers and wakes the writers. Never blocks on
     /// I/O; a full queue drops its oldest messages.
     pub fn send(&self, msgs: Vec<Message>) {
+        let links = self.links();
         let mut woken: Vec<&Link> = Vec::new();
         for m in msgs {
-            let Some(link) = self.shared.links.get(&m.to) else {
+            let Some(link) = links.get(&m.to) else {
                 continue;
             };
             let size = wire::approx_size(&m);
@@ -208,8 +277,7 @@ impl Transport {
 
     /// Whether each peer's connection is up.
     pub fn connected(&self) -> BTreeMap<NodeId, bool> {
-        self.shared
-            .links
+        self.links()
             .iter()
             .map(|(&id, l)| (id, l.is_connected()))
             .collect()
