@@ -80,6 +80,11 @@ impl Apps {
         }
     }
 
+    /// An application for a server that joined: node `n + 1`.
+    pub fn add_node(&mut self) {
+        self.nodes.push(AppState::default());
+    }
+
     /// Node `id`'s application.
     pub fn node(&self, id: NodeId) -> &AppState {
         &self.nodes[id as usize - 1]

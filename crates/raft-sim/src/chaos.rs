@@ -179,13 +179,15 @@ pub(crate) fn inject_fault<F: StorageFactory>(
     Ok(())
 }
 
-/// Undoes one kind of fault, if any is in force.
+/// Undoes one kind of fault, if any is in force. Retired servers stay down.
 pub(crate) fn repair_one<F: StorageFactory>(
     c: &mut Cluster<F>,
     r: &mut ChaosReport,
 ) -> Result<(), SimError> {
     let n = c.n() as NodeId;
-    let down: Vec<NodeId> = (1..=n).filter(|&i| !c.is_up(i)).collect();
+    let down: Vec<NodeId> = (1..=n)
+        .filter(|&i| !c.is_up(i) && !c.sim().is_retired(i))
+        .collect();
     let cut: Vec<NodeId> = (1..=n)
         .filter(|&i| c.is_up(i) && !c.is_connected(i))
         .collect();
@@ -256,8 +258,9 @@ pub fn run_chaos<F: StorageFactory>(
 }
 
 /// Removes every fault: partitions, link faults, lab modes, long delays;
-/// restarts and connects every node. Holds stop catching; what they caught
-/// waits until its addressee leads again, or until the run ends.
+/// restarts and connects every node but the retired ones. Holds stop
+/// catching; what they caught waits until its addressee leads again, or
+/// until the run ends.
 pub fn heal_all<F: StorageFactory>(c: &mut Cluster<F>) -> Result<(), SimError> {
     c.sim_mut().heal();
     c.sim_mut().stop_holds();
@@ -266,7 +269,7 @@ pub fn heal_all<F: StorageFactory>(c: &mut Cluster<F>) -> Result<(), SimError> {
     if c.sim().net().long_delay != LongDelay::default() {
         c.sim_mut().set_long_delay(LongDelay::default());
     }
-    for id in 1..=c.n() as NodeId {
+    for id in c.sim().servers() {
         if !c.is_up(id) {
             c.restart(id)?;
         }

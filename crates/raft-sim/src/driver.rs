@@ -4,13 +4,15 @@
 //! application may take a snapshot, which is one more Ready. The checker
 //! sees every Ready and the node's state once the input is fully handled,
 //! and the core's promise of one reply per request (in the Ready right after
-//! it) is checked here too.
+//! it) is checked here too. A leader with asynchronous writes sends its
+//! early messages first and persists later (`write.rs`).
 
 use raft_core::{persist, Config, Message, NodeId, Ready, Role, Storage};
 
 use crate::clock::Time;
 use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
+use crate::invariants::Observed;
 use crate::network::Fate;
 use crate::sim::{derive_seed, Ev, Seen, Sim, TICK};
 use crate::trace::Event;
@@ -26,10 +28,17 @@ fn wire_size(m: &Message) -> u64 {
 }
 
 impl<F: StorageFactory> Sim<F> {
-    /// Acts on every Ready node `id` has, then checks the invariants.
+    /// Acts on every Ready node `id` has, then checks the invariants. A
+    /// Ready with early messages (asynchronous leader writes) sends them and
+    /// starts its write; the node takes no further Ready until the write
+    /// lands (`write.rs`), though it goes on taking ticks and messages.
     pub(crate) fn drive(&mut self, id: NodeId) -> Result<(), SimError> {
         let i = id as usize - 1;
         loop {
+            if self.servers[i].write.is_some() {
+                // Replies to what it steps meanwhile come after the write.
+                return self.after_event(id);
+            }
             let Some(node) = self.nodes[i].as_mut() else {
                 return Ok(());
             };
@@ -39,37 +48,60 @@ impl<F: StorageFactory> Sim<F> {
             let rd = node.ready();
             let rd = self.core(id, rd)?;
             self.check_reply(id, &rd.messages)?;
-            let node = self.nodes[i].as_mut().expect("up");
-            if let Err(e) = persist(node.storage_mut(), &rd) {
-                let what = e.to_string();
-                return Err(self.fail(FailureKind::Storage { node: id, what }));
+            if !rd.early_messages.is_empty() {
+                self.begin_write(id, rd)?;
+                continue;
             }
-            let (role, term) = (node.role(), node.term());
-            if let Err(what) = self.checker.on_ready(id, &rd, role, term) {
-                return Err(self.fail(FailureKind::Invariant { node: id, what }));
-            }
-            self.act(id, rd)?;
-            self.nodes[i].as_mut().expect("up").advance();
-            self.maybe_snapshot(id)?;
+            self.finish_ready(id, rd)?;
         }
         self.check_reply(id, &[])?;
         self.after_event(id)
     }
 
-    /// One reply per stepped request, in the Ready right after it.
-    fn check_reply(&mut self, id: NodeId, messages: &[Message]) -> Result<(), SimError> {
-        let Some((from, kind, may_ignore)) = self.awaiting_reply.take() else {
-            return Ok(());
-        };
-        let replies = messages
-            .iter()
-            .filter(|m| m.to == from && m.body.is_reply())
-            .count();
-        if replies == 1 || (replies == 0 && may_ignore) {
-            return Ok(());
+    /// The rest of the Ready contract once a Ready may be persisted:
+    /// persist, let the checker mirror it, send, apply, advance; then the
+    /// application may take a snapshot.
+    pub(crate) fn finish_ready(&mut self, id: NodeId, rd: Ready) -> Result<(), SimError> {
+        let i = id as usize - 1;
+        let node = self.nodes[i].as_mut().expect("up");
+        if let Err(e) = persist(node.storage_mut(), &rd) {
+            let what = e.to_string();
+            return Err(self.fail(FailureKind::Storage { node: id, what }));
         }
-        let what = format!("request {kind} from node {from} got {replies} replies, not one");
-        Err(self.fail(FailureKind::Invariant { node: id, what }))
+        let (role, term) = (node.role(), node.term());
+        if let Err(what) = self.checker.on_ready(id, &rd, role, term) {
+            return Err(self.fail(FailureKind::Invariant { node: id, what }));
+        }
+        self.act(id, rd)?;
+        self.nodes[i].as_mut().expect("up").advance();
+        self.maybe_snapshot(id)
+    }
+
+    /// One reply per stepped request, in the Ready right after it: each
+    /// sender gets as many replies as it sent requests that must be
+    /// answered, and at most one more per request that may be ignored.
+    fn check_reply(&mut self, id: NodeId, messages: &[Message]) -> Result<(), SimError> {
+        let awaiting = std::mem::take(&mut self.servers[id as usize - 1].awaiting);
+        let mut senders: Vec<NodeId> = awaiting.iter().map(|a| a.0).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        for from in senders {
+            let asked = awaiting.iter().filter(|a| a.0 == from);
+            let must = asked.clone().filter(|a| !a.2).count();
+            let may = asked.clone().filter(|a| a.2).count();
+            let replies = messages
+                .iter()
+                .filter(|m| m.to == from && m.body.is_reply())
+                .count();
+            if replies < must || replies > must + may {
+                let kinds: Vec<&str> = asked.map(|a| a.1).collect();
+                let what = format!(
+                    "requests {kinds:?} from node {from} got {replies} replies, not one each"
+                );
+                return Err(self.fail(FailureKind::Invariant { node: id, what }));
+            }
+        }
+        Ok(())
     }
 
     /// Sends and applies one persisted Ready.
@@ -131,7 +163,7 @@ impl<F: StorageFactory> Sim<F> {
     }
 
     /// Puts one message on the network.
-    fn send(&mut self, m: Message) {
+    pub(crate) fn send(&mut self, m: Message) {
         let bytes = wire_size(&m);
         let (from, to, kind) = (m.from, m.to, m.body.kind());
         let fate = self.net.route(&mut self.rng, self.now, &m, bytes);
@@ -173,8 +205,14 @@ impl<F: StorageFactory> Sim<F> {
             return Ok(());
         };
         let st = node.status();
-        let last_term = node.term_at(st.last_index);
-        if let Err(what) = self.checker.after_event(id, &st, last_term) {
+        let seen = Observed {
+            status: &st,
+            last_term: node.term_at(st.last_index),
+            commit_term: node.term_at(st.commit),
+            conf: node.conf(),
+            writing: self.servers[i].write.is_some(),
+        };
+        if let Err(what) = self.checker.after_event(id, &seen) {
             return Err(self.fail(FailureKind::Invariant { node: id, what }));
         }
         if st.role == Role::Leader {
@@ -236,12 +274,14 @@ impl<F: StorageFactory> Sim<F> {
         };
         self.incarnation[i] += 1;
         let incarnation = self.incarnation[i];
-        let voters = (1..=self.n() as NodeId).collect();
-        let mut cfg = Config::new(id, voters);
+        let mut cfg = Config::new(id, self.servers[i].bootstrap.clone());
+        (self.cfg.configure)(&mut cfg);
         cfg.seed = derive_seed(self.cfg.seed, 3, (id << 32) | incarnation);
         // The KV service reads by ReadIndex, which needs an entry of the
         // leader's term committed (thesis §6.4).
-        cfg.noop_on_election = self.kv.is_some();
+        if self.kv.is_some() {
+            cfg.noop_on_election = true;
+        }
         let node = raft_core::Node::new(cfg, storage);
         let node = self.core(id, node)?;
         let restored = if self.kv.is_some() {

@@ -66,6 +66,12 @@ impl Builder {
         self
     }
 
+    /// Adjusts every node's `raft_core::Config` (see [`SimConfig::configure`]).
+    pub fn configure(mut self, f: fn(&mut raft_core::Config)) -> Self {
+        self.cfg.configure = f;
+        self
+    }
+
     /// A cluster on in-memory storage.
     pub fn build(self) -> Result<Cluster<MemFactory>, SimError> {
         self.build_with(MemFactory::new())

@@ -17,83 +17,53 @@
 //!   entries the peer does not hold.
 //! - Commit and apply never go back within an incarnation; terms never go
 //!   back and a vote never changes within a term, even across restarts.
+//!
+//! And with membership changes (§6), the mirror also holds each log's
+//! configurations ([`crate::confs`]):
+//! - A node's configuration in force is the latest in its log.
+//! - Commit quorum: when a leader's commit index rises to N, the nodes whose
+//!   persisted logs hold entry N form a majority of each half of the
+//!   configuration the leader uses (the latest in its log, both halves while
+//!   joint). Counting persisted copies only, a leader that counts its own
+//!   entries before they are durable (asynchronous writes) is caught.
+//! - A configuration entry, once committed, is persisted on a majority of
+//!   each half of the configuration it brings in: it commits while it is
+//!   the latest (one change at a time, and C_new only follows a committed
+//!   C_old,new), so this also checks the commit of C_old,new by a leader
+//!   that appends C_new in the same step.
+//! - Election quorum: a new leader holds persisted votes of its term from a
+//!   majority of each half of its configuration.
+//! - A node never counts as a voter in a configuration it does not hold:
+//!   it campaigns, and is elected, only if its own configuration lists it
+//!   as a voter (learners and joining servers never do).
+//! - A snapshot carries the configuration committed at its index.
 
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 
-use raft_core::{Entry, HardState, Index, NodeId, Ready, Role, Status, Storage, Term};
+use raft_core::{ConfState, Entry, HardState, Index, NodeId, Ready, Role, Status, Term};
 
-/// FNV-1a over bytes: a deterministic hash that no std release can change.
-pub fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+mod quorums;
+mod restart;
+mod view;
 
-fn mix(mut z: u64) -> u64 {
-    // splitmix64's finaliser.
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use view::View;
+pub use view::{chain, fnv1a};
 
-/// The chain hash of `entry` following a prefix whose chain is `prev`.
-pub fn chain(prev: u64, entry: &Entry) -> u64 {
-    let mut h = mix(prev ^ 0x9e37_79b9_7f4a_7c15);
-    h = mix(h ^ entry.index);
-    h = mix(h ^ entry.term);
-    h = mix(h ^ (entry.kind as u64));
-    mix(h ^ fnv1a(&entry.data))
-}
-
-/// The checker's mirror of one node.
-#[derive(Clone, Debug)]
-struct View {
-    /// Snapshot point: the mirror holds `base..=last`.
-    base: Index,
-    base_term: Term,
-    base_chain: u64,
-    /// `(term, chain)` of entries `base + 1 ..`.
-    log: Vec<(Term, u64)>,
-    term: Term,
-    vote: Option<NodeId>,
-    commit: Index,
-    applied: Index,
-    /// The term this node has been seen leading, if it leads now.
-    leading: Option<Term>,
-}
-
-impl View {
-    fn empty() -> Self {
-        View {
-            base: 0,
-            base_term: 0,
-            base_chain: 0,
-            log: Vec::new(),
-            term: 0,
-            vote: None,
-            commit: 0,
-            applied: 0,
-            leading: None,
-        }
-    }
-
-    fn last(&self) -> Index {
-        self.base + self.log.len() as Index
-    }
-
-    fn at(&self, index: Index) -> Option<(Term, u64)> {
-        if index == self.base {
-            Some((self.base_term, self.base_chain))
-        } else if index > self.base && index <= self.last() {
-            Some(self.log[(index - self.base - 1) as usize])
-        } else {
-            None
-        }
-    }
+/// What the driver observed of a node after an event.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// The node's status.
+    pub status: &'a Status,
+    /// The term of its last entry, as the node reports it.
+    pub last_term: Option<Term>,
+    /// The term of the entry at its commit index, as the node reports it.
+    pub commit_term: Option<Term>,
+    /// The configuration the node says is in force.
+    pub conf: &'a ConfState,
+    /// A write is in progress (asynchronous leader writes): the node's
+    /// memory is ahead of its persisted state.
+    pub writing: bool,
 }
 
 /// Run-wide safety state.
@@ -104,21 +74,35 @@ pub struct Checker {
     leaders: BTreeMap<Term, NodeId>,
     /// Log matching: the chain of every `(index, term)` ever held.
     chains: BTreeMap<(Index, Term), u64>,
-    /// Chains of the committed prefix, `committed[i - 1]` for index `i`.
-    committed: Vec<u64>,
+    /// Term and chain of the committed prefix, `committed[i - 1]` for index `i`.
+    committed: Vec<(Term, u64)>,
+    /// Configurations of the committed prefix, by index (the bootstrap one at 0).
+    committed_confs: Vec<(Index, ConfState)>,
+    /// Every vote persisted: `(term, voter) -> candidate`.
+    votes: BTreeMap<(Term, NodeId), NodeId>,
 }
 
 type Check = Result<(), String>;
 
 impl Checker {
-    /// A checker for nodes `1..=n` with empty logs.
+    /// A checker for nodes `1..=n` with empty logs, each started with all
+    /// of them as voters.
     pub fn new(n: usize) -> Self {
+        let voters: Vec<NodeId> = (1..=n as NodeId).collect();
         Checker {
-            views: vec![View::empty(); n],
+            views: vec![View::empty(voters.clone()); n],
             leaders: BTreeMap::new(),
             chains: BTreeMap::new(),
             committed: Vec::new(),
+            committed_confs: vec![(0, ConfState::new(&voters))],
+            votes: BTreeMap::new(),
         }
+    }
+
+    /// Adds node `n + 1`, started with `bootstrap` as its voters (none for
+    /// a server joining a running cluster).
+    pub fn add_node(&mut self, bootstrap: Vec<NodeId>) {
+        self.views.push(View::empty(bootstrap));
     }
 
     /// The leader seen in each term so far.
@@ -129,6 +113,34 @@ impl Checker {
     /// Highest index known committed.
     pub fn committed_index(&self) -> Index {
         self.committed.len() as Index
+    }
+
+    /// The term of the committed entry at `index`, if known committed.
+    pub fn committed_term(&self, index: Index) -> Option<Term> {
+        let i = (index as usize).checked_sub(1)?;
+        self.committed.get(i).map(|&(t, _)| t)
+    }
+
+    /// The configuration in force at the highest committed index.
+    pub fn committed_conf(&self) -> &ConfState {
+        &self.committed_confs.last().expect("the bootstrap one").1
+    }
+
+    /// The committed configuration in force at `index` (at most the
+    /// committed index).
+    pub fn committed_conf_at(&self, index: Index) -> &ConfState {
+        let at = self
+            .committed_confs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .expect("the bootstrap one is at 0");
+        &at.1
+    }
+
+    /// Where each committed configuration entry is, with its configuration.
+    pub fn committed_confs(&self) -> &[(Index, ConfState)] {
+        &self.committed_confs[1..]
     }
 
     fn record_chain(&mut self, index: Index, term: Term, c: u64) -> Check {
@@ -165,13 +177,17 @@ impl Checker {
                     ))
                 }
             };
+            let conf = self.views[i].snapshot_conf(&s.conf);
+            self.check_snapshot_conf(m.index, &conf)?;
             let v = &mut self.views[i];
-            if v.at(m.index).map(|(t, _)| t) == Some(m.term) {
+            let keep = v.at(m.index).map(|(t, _)| t) == Some(m.term);
+            if keep {
                 let drop = (m.index - v.base) as usize;
                 v.log.drain(..drop.min(v.log.len()));
             } else {
                 v.log.clear();
             }
+            v.confs.snapshot(m.index, conf, keep);
             (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
         }
         self.append(i, &rd.entries, leading, term)?;
@@ -187,10 +203,20 @@ impl Checker {
                     m.index
                 ));
             }
+            let held = v.confs.at(m.index).clone();
+            if v.snapshot_conf(&s.conf) != held {
+                return Err(format!(
+                    "local snapshot at {} carries configuration {:?}, but the log has {held:?} there",
+                    m.index, s.conf
+                ));
+            }
+            self.check_snapshot_conf(m.index, &held)?;
+            let v = &mut self.views[i];
             match v.at(m.index) {
                 Some((t, c)) if t == m.term => {
                     let drop = (m.index - v.base) as usize;
                     v.log.drain(..drop.min(v.log.len()));
+                    v.confs.snapshot(m.index, held, true);
                     (v.base, v.base_term, v.base_chain) = (m.index, m.term, c);
                 }
                 _ => {
@@ -225,6 +251,9 @@ impl Checker {
         }
         if hs.commit > v.commit {
             self.record_commit(i, hs.commit)?;
+        }
+        if let Some(candidate) = hs.vote {
+            self.votes.insert((hs.term, i as NodeId + 1), candidate);
         }
         let v = &mut self.views[i];
         (v.term, v.vote, v.commit) = (hs.term, hs.vote, hs.commit);
@@ -278,6 +307,7 @@ impl Checker {
         let v = &mut self.views[i];
         v.log.truncate((from - v.base - 1) as usize);
         v.log.extend(fresh);
+        v.confs.appended(from, entries)?;
         if leading {
             let changed = overwritten
                 .iter()
@@ -292,30 +322,41 @@ impl Checker {
         Ok(())
     }
 
-    /// Checks node `id` after an event that touched it. `last_term` is the
-    /// term of its last entry as the node itself reports it.
-    pub fn after_event(&mut self, id: NodeId, st: &Status, last_term: Option<Term>) -> Check {
+    /// Checks node `id` after an event that touched it, against what it
+    /// persisted (unless a write is in progress) and against the run.
+    pub fn after_event(&mut self, id: NodeId, ob: &Observed) -> Check {
         let i = id as usize - 1;
+        let st = ob.status;
         let v = &self.views[i];
-        if st.last_index != v.last() || last_term != v.at(v.last()).map(|(t, _)| t) {
-            return Err(format!(
-                "in-memory log ends at ({}, {last_term:?}) but the persisted one at ({}, {:?})",
-                st.last_index,
-                v.last(),
-                v.at(v.last()).map(|(t, _)| t)
-            ));
-        }
-        if st.first_index != v.base + 1 {
-            return Err(format!(
-                "first index {} but the persisted snapshot ends at {}",
-                st.first_index, v.base
-            ));
-        }
-        if (st.term, st.vote, st.commit) != (v.term, v.vote, v.commit) {
-            return Err(format!(
-                "in-memory term/vote/commit {}/{:?}/{} differ from the persisted {}/{:?}/{}",
-                st.term, st.vote, st.commit, v.term, v.vote, v.commit
-            ));
+        let last_term = ob.last_term;
+        if !ob.writing {
+            if st.last_index != v.last() || last_term != v.at(v.last()).map(|(t, _)| t) {
+                return Err(format!(
+                    "in-memory log ends at ({}, {last_term:?}) but the persisted one at ({}, {:?})",
+                    st.last_index,
+                    v.last(),
+                    v.at(v.last()).map(|(t, _)| t)
+                ));
+            }
+            if st.first_index != v.base + 1 {
+                return Err(format!(
+                    "first index {} but the persisted snapshot ends at {}",
+                    st.first_index, v.base
+                ));
+            }
+            if (st.term, st.vote, st.commit) != (v.term, v.vote, v.commit) {
+                return Err(format!(
+                    "in-memory term/vote/commit {}/{:?}/{} differ from the persisted {}/{:?}/{}",
+                    st.term, st.vote, st.commit, v.term, v.vote, v.commit
+                ));
+            }
+            if ob.conf != v.confs.current() {
+                return Err(format!(
+                    "configuration in force {:?} is not the latest in the log, {:?} (§6)",
+                    ob.conf,
+                    v.confs.current()
+                ));
+            }
         }
         if st.applied < v.applied {
             return Err(format!(
@@ -327,6 +368,21 @@ impl Checker {
             return Err(format!(
                 "applied {} > commit {} or commit > last index {}",
                 st.applied, st.commit, st.last_index
+            ));
+        }
+        let (role, term, commit) = v.seen;
+        // A leader's commit rose (it may have stepped down in the same
+        // event, handing over after its own removal committed). Within one
+        // event a node cannot both commit as a follower and become leader.
+        let led = st.role == Role::Leader || v.leading == Some(st.term);
+        if led && st.commit > commit {
+            self.check_commit_quorum(id, st.term, st.commit, ob.commit_term, ob.conf)?;
+        }
+        let campaigning = matches!(st.role, Role::PreCandidate | Role::Candidate);
+        if campaigning && (st.role, st.term) != (role, term) && !ob.conf.is_voter(id) {
+            return Err(format!(
+                "node {id} campaigns in term {} but is no voter of its configuration {:?}",
+                st.term, ob.conf
             ));
         }
         if st.role == Role::Leader {
@@ -343,13 +399,21 @@ impl Checker {
                     e.insert(id);
                 }
             }
-            if v.leading != Some(st.term) {
-                self.check_completeness(i, st.term)?;
-            }
+        }
+        // A new leader is checked once its term (and so its vote) is
+        // persisted, in the configuration it was elected in: its own
+        // appends come later (a write in progress holds only those).
+        let elected = st.role == Role::Leader && v.term == st.term;
+        if elected && v.leading != Some(st.term) {
+            self.check_completeness(i, st.term)?;
+            self.check_election_quorum(id, st.term, ob.conf)?;
         }
         let v = &mut self.views[i];
-        v.leading = (st.role == Role::Leader).then_some(st.term);
+        if st.role != Role::Leader || elected {
+            v.leading = elected.then_some(st.term);
+        }
         v.applied = st.applied;
+        v.seen = (st.role, st.term, st.commit);
         Ok(())
     }
 
@@ -391,7 +455,7 @@ impl Checker {
         }
         let v = &self.views[i];
         match v.at(known) {
-            Some((_, c)) if c == self.committed[known as usize - 1] => Ok(()),
+            Some((_, c)) if c == self.committed[known as usize - 1].1 => Ok(()),
             Some(_) => Err(format!(
                 "leader completeness: new leader of term {term} has a different entry at \
                  committed index {known}"
@@ -412,7 +476,7 @@ impl Checker {
         };
         let known = self.committed.len() as Index;
         if commit <= known {
-            if self.committed[commit as usize - 1] != c {
+            if self.committed[commit as usize - 1].1 != c {
                 return Err(format!(
                     "two different entries committed at index {commit} (state-machine safety)"
                 ));
@@ -421,7 +485,7 @@ impl Checker {
         }
         if known > 0 {
             match v.at(known) {
-                Some((_, ck)) if ck == self.committed[known as usize - 1] => {}
+                Some((_, ck)) if ck == self.committed[known as usize - 1].1 => {}
                 _ => {
                     return Err(format!(
                         "commit to {commit} does not extend the committed prefix ending at {known}"
@@ -434,190 +498,17 @@ impl Checker {
             ));
         }
         for index in known + 1..=commit {
-            let (_, c) = v.at(index).expect("between base and commit");
-            self.committed.push(c);
+            let at = v.at(index).expect("between base and commit");
+            self.committed.push(at);
         }
-        Ok(())
-    }
-
-    /// Node `id` crashed: it keeps its mirror (that is its disk), and leads nothing.
-    pub fn on_crash(&mut self, id: NodeId) {
-        self.views[id as usize - 1].leading = None;
-    }
-
-    /// Node `id` restarted over `storage`: rebuild its mirror from what the
-    /// storage holds and check it against everything seen before.
-    pub fn on_restart<S: Storage>(&mut self, id: NodeId, storage: &S, st: &Status) -> Check {
-        let i = id as usize - 1;
-        let snap = storage.snapshot().map_err(|e| e.to_string())?;
-        let m = snap.meta;
-        let base_chain = match self.chains.get(&(m.index, m.term)) {
-            Some(&c) => c,
-            None if m.index == 0 => 0,
-            None => return Err(format!("restarted from an unknown snapshot ({m:?})")),
-        };
-        let (first, last) = (storage.first_index(), storage.last_index());
-        let entries = storage
-            .entries(first, last + 1, u64::MAX)
-            .map_err(|e| e.to_string())?;
-        let old = std::mem::replace(&mut self.views[i], View::empty());
-        let v = &mut self.views[i];
-        (v.base, v.base_term, v.base_chain) = (m.index, m.term, base_chain);
-        let mut prev = base_chain;
-        let mut fresh = Vec::with_capacity(entries.len());
-        for e in &entries {
-            prev = chain(prev, e);
-            fresh.push((e.index, e.term, prev));
+        let confs: Vec<(Index, ConfState)> = v.confs.between(known, commit).cloned().collect();
+        for (x, conf) in &confs {
+            self.check_conf_commit(*x, conf)?;
         }
-        for (index, term, c) in fresh {
-            self.record_chain(index, term, c)?;
-            self.views[i].log.push((term, c));
-        }
-        if (st.term, st.vote) != (old.term, old.vote) {
-            return Err(format!(
-                "restarted with term/vote {}/{:?} but {}/{:?} was persisted",
-                st.term, st.vote, old.term, old.vote
-            ));
-        }
-        let v = &mut self.views[i];
-        (v.term, v.vote) = (old.term, old.vote);
-        // A new incarnation: commit and applied start over from storage.
-        (v.commit, v.applied) = (st.commit, st.applied);
-        if old.last() != v.last() || old.at(old.last()) != v.at(v.last()) {
-            return Err(format!(
-                "storage reopened with log ending at {} but {} was persisted",
-                v.last(),
-                old.last()
-            ));
-        }
-        let known = self.committed.len() as Index;
-        let at_commit = v.at(st.commit).map(|(_, c)| c);
-        if st.commit > v.base
-            && st.commit <= known
-            && at_commit != Some(self.committed[st.commit as usize - 1])
-        {
-            return Err(format!(
-                "restarted with a wrong entry at commit {}",
-                st.commit
-            ));
-        }
+        self.committed_confs.extend(confs);
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(id: NodeId, hs: HardState, role: Role, last: Index) -> Status {
-        Status {
-            id,
-            term: hs.term,
-            vote: hs.vote,
-            role,
-            leader: None,
-            commit: hs.commit,
-            applied: hs.commit,
-            first_index: 1,
-            last_index: last,
-            rejected: 0,
-            last_rejection: None,
-        }
-    }
-
-    fn hs(term: Term, vote: NodeId, commit: Index) -> HardState {
-        HardState {
-            term,
-            vote: Some(vote),
-            commit,
-        }
-    }
-
-    // Ready has a private field, so no struct-update syntax here.
-    #[allow(clippy::field_reassign_with_default)]
-    fn ready(entries: Vec<Entry>, hard_state: Option<HardState>) -> Ready {
-        let mut rd = Ready::default();
-        rd.entries = entries;
-        rd.hard_state = hard_state;
-        rd
-    }
-
-    fn e(index: Index, term: Term, data: u8) -> Entry {
-        Entry::normal(index, term, vec![data])
-    }
-
-    #[test]
-    fn two_leaders_in_one_term_are_caught() {
-        let mut c = Checker::new(3);
-        for id in 1..=2 {
-            c.on_ready(id, &ready(vec![], Some(hs(1, id, 0))), Role::Leader, 1)
-                .unwrap();
-        }
-        c.after_event(1, &status(1, hs(1, 1, 0), Role::Leader, 0), Some(0))
-            .unwrap();
-        let err = c.after_event(2, &status(2, hs(1, 2, 0), Role::Leader, 0), Some(0));
-        assert!(err.unwrap_err().contains("election safety"));
-    }
-
-    #[test]
-    fn same_index_and_term_with_different_data_is_caught() {
-        let mut c = Checker::new(2);
-        c.on_ready(1, &ready(vec![e(1, 1, 7)], None), Role::Follower, 1)
-            .unwrap();
-        let err = c.on_ready(2, &ready(vec![e(1, 1, 8)], None), Role::Follower, 1);
-        assert!(err.unwrap_err().contains("log matching"));
-    }
-
-    #[test]
-    fn leader_overwriting_its_log_is_caught() {
-        let mut c = Checker::new(1);
-        c.on_ready(1, &ready(vec![], Some(hs(2, 1, 0))), Role::Leader, 2)
-            .unwrap();
-        c.after_event(1, &status(1, hs(2, 1, 0), Role::Leader, 0), Some(0))
-            .unwrap();
-        let two = vec![e(1, 2, 1), e(2, 2, 2)];
-        c.on_ready(1, &ready(two, None), Role::Leader, 2).unwrap();
-        // Re-writing entry 1 drops entry 2: a deletion.
-        let err = c.on_ready(1, &ready(vec![e(1, 2, 1)], None), Role::Leader, 2);
-        assert!(err.unwrap_err().contains("overwrote or deleted"));
-    }
-
-    #[test]
-    fn diverging_commits_and_going_back_are_caught() {
-        let mut c = Checker::new(2);
-        c.on_ready(
-            1,
-            &ready(vec![e(1, 1, 1)], Some(hs(1, 1, 1))),
-            Role::Follower,
-            1,
-        )
-        .unwrap();
-        let err = c.on_ready(
-            2,
-            &ready(vec![e(1, 2, 1)], Some(hs(2, 2, 1))),
-            Role::Follower,
-            2,
-        );
-        assert!(err.unwrap_err().contains("state-machine safety"));
-        let err = c.on_ready(1, &ready(vec![], Some(hs(1, 1, 0))), Role::Follower, 1);
-        assert!(err.unwrap_err().contains("went back"));
-        let err = c.on_ready(1, &ready(vec![], Some(hs(1, 2, 1))), Role::Follower, 1);
-        assert!(err.unwrap_err().contains("vote in term 1 changed"));
-    }
-
-    #[test]
-    fn new_leader_without_committed_entry_is_caught() {
-        let mut c = Checker::new(2);
-        c.on_ready(
-            1,
-            &ready(vec![e(1, 1, 1)], Some(hs(1, 1, 1))),
-            Role::Follower,
-            1,
-        )
-        .unwrap();
-        c.on_ready(2, &ready(vec![], Some(hs(2, 2, 0))), Role::Leader, 2)
-            .unwrap();
-        let err = c.after_event(2, &status(2, hs(2, 2, 0), Role::Leader, 0), Some(0));
-        assert!(err.unwrap_err().contains("leader completeness"));
-    }
-}
+mod tests;

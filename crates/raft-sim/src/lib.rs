@@ -33,7 +33,9 @@
 
 pub mod app;
 pub mod chaos;
+pub mod chaos_membership;
 pub mod clock;
+pub mod confs;
 mod driver;
 pub mod error;
 pub mod factory;
@@ -41,13 +43,16 @@ pub mod harness;
 pub mod hold;
 pub mod invariants;
 pub mod kv;
+pub mod membership;
 pub mod network;
 pub mod seeds;
+pub mod servers;
 pub mod sim;
 pub mod stats;
 mod tasks;
 pub mod timeline;
 pub mod trace;
+mod write;
 
 pub use chaos::{run_chaos, ChaosConfig, ChaosReport};
 pub use error::{FailureKind, SimError};

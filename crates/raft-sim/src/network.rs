@@ -156,6 +156,31 @@ impl Network {
         (from as usize - 1) * self.n + (to as usize - 1)
     }
 
+    /// Whether `id` names a server of this network.
+    pub fn knows(&self, id: NodeId) -> bool {
+        id >= 1 && id as usize <= self.n
+    }
+
+    /// Adds node `n + 1`: connected, in group 0, its links clear.
+    pub fn add_node(&mut self) {
+        let (old, n) = (self.n, self.n + 1);
+        let mut faults = vec![LinkFaults::default(); n * n];
+        let mut last = vec![0; n * n];
+        for from in 0..old {
+            for to in 0..old {
+                faults[from * n + to] = self.faults[from * old + to];
+                last[from * n + to] = self.last_delivery[from * old + to];
+            }
+        }
+        self.n = n;
+        self.faults = faults;
+        self.last_delivery = last;
+        self.connected.push(true);
+        self.group.push(0);
+        self.counters.sent.push(0);
+        self.counters.delivered.push(0);
+    }
+
     /// Whether node `id` is connected (the lab's `connected[i]`).
     pub fn is_connected(&self, id: NodeId) -> bool {
         self.connected[id as usize - 1]
@@ -194,9 +219,14 @@ impl Network {
         self.faults.fill(LinkFaults::default());
     }
 
-    /// Whether a message from `from` can reach `to` right now.
+    /// Whether a message from `from` can reach `to` right now (never when
+    /// either id names no server).
     pub fn link_up(&self, from: NodeId, to: NodeId) -> bool {
-        self.is_connected(from) && self.is_connected(to) && self.group_of(from) == self.group_of(to)
+        self.knows(from)
+            && self.knows(to)
+            && self.is_connected(from)
+            && self.is_connected(to)
+            && self.group_of(from) == self.group_of(to)
     }
 
     /// Starts holding the messages `hold` picks.
@@ -244,7 +274,7 @@ impl Network {
     /// Counts a message delivered to `to`, whose current term is `term`.
     pub fn count_delivery(&mut self, to: NodeId, term: Term, msg: &Message) {
         let reply = msg.body.is_reply();
-        if !reply {
+        if !reply && self.knows(to) {
             self.counters.delivered[to as usize - 1] += 1;
         }
         if msg.term < term {
@@ -258,6 +288,11 @@ impl Network {
 
     /// Counts `msg` (of `bytes` encoded bytes) as sent and decides its fate.
     pub fn route(&mut self, rng: &mut ChaCha8Rng, now: Time, msg: &Message, bytes: u64) -> Fate {
+        if !self.knows(msg.from) || !self.knows(msg.to) {
+            // A leader may name a member before its server exists.
+            self.counters.dropped += 1;
+            return Fate::Lost("no such server");
+        }
         let request = !msg.body.is_reply();
         if request {
             self.counters.sent[msg.from as usize - 1] += 1;
@@ -412,6 +447,40 @@ mod tests {
         };
         assert!((1_000 * MS..=2_001 * MS).contains(&t[0]), "{t:?}");
         assert_eq!(net.counters.long_delayed, 1);
+    }
+
+    #[test]
+    fn a_node_added_later_is_connected_and_unknown_ids_are_lost() {
+        let mut net = Network::new(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        net.set_faults(
+            1,
+            2,
+            LinkFaults {
+                drop: 1.0,
+                ..LinkFaults::default()
+            },
+        );
+        assert_eq!(
+            net.route(&mut rng, 0, &request(1, 3), 1),
+            Fate::Lost("no such server")
+        );
+        net.add_node();
+        assert!(net.link_up(1, 3) && net.link_up(3, 2));
+        assert!(matches!(
+            net.route(&mut rng, 0, &request(1, 3), 1),
+            Fate::Deliver(_)
+        ));
+        assert_eq!(
+            net.route(&mut rng, 0, &request(1, 2), 1),
+            Fate::Lost("link drop")
+        );
+        assert_eq!(
+            net.counters.sent,
+            [2, 0, 0],
+            "a message to nobody is not counted"
+        );
+        assert!(!net.link_up(0, 1) && !net.link_up(1, 4));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use raft_core::{Body, Index, Message, Node, NodeId, Role, Term};
+use raft_core::{Body, Config, Index, Message, Node, NodeId, Role, Term};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -18,6 +18,7 @@ use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
 use crate::invariants::Checker;
 use crate::network::{LinkFaults, LongDelay, Network};
+use crate::servers::Server;
 use crate::stats::Stats;
 use crate::timeline;
 use crate::trace::{Event, Record, Tracer};
@@ -28,7 +29,8 @@ pub const TICK: Time = 10 * MS;
 /// How a simulated cluster is set up.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Number of nodes; ids are `1..=nodes`.
+    /// Number of nodes at the start, all voters; ids are `1..=nodes`. More
+    /// can join at run time ([`Sim::add_server`]).
     pub nodes: usize,
     /// The run's seed: everything random derives from it.
     pub seed: u64,
@@ -38,6 +40,10 @@ pub struct SimConfig {
     pub trace: Option<PathBuf>,
     /// Keep the notable events for [`Sim::timeline`].
     pub timeline: bool,
+    /// Adjusts every node's [`Config`] (PreVote, CheckQuorum, the empty
+    /// entry on election, asynchronous leader writes...) after the
+    /// simulator has set its id, voters and seed.
+    pub configure: fn(&mut Config),
     /// Run the KV service on every node instead of the lab's applier.
     pub kv: Option<crate::kv::KvConfig>,
 }
@@ -51,6 +57,7 @@ impl SimConfig {
             snapshot_every: 0,
             trace: None,
             timeline: false,
+            configure: |_| {},
             kv: None,
         }
     }
@@ -58,9 +65,17 @@ impl SimConfig {
 
 /// A queued event.
 pub(crate) enum Ev {
-    Tick { id: NodeId, incarnation: u64 },
+    Tick {
+        id: NodeId,
+        incarnation: u64,
+    },
     Deliver(Message),
     Wake(u64),
+    /// A leader's asynchronous write of a Ready lands on its disk.
+    WriteDone {
+        id: NodeId,
+        incarnation: u64,
+    },
     Kv(crate::kv::KvEv),
 }
 
@@ -105,9 +120,9 @@ pub struct Sim<F: StorageFactory> {
     /// A role, term or link changed, or a message was held, since held
     /// messages were last looked at.
     pub(crate) holds_dirty: bool,
-    /// Set after a request is stepped: its sender, its kind, and whether the
-    /// node may ignore it; checked against the next Ready.
-    pub(crate) awaiting_reply: Option<(NodeId, &'static str, bool)>,
+    /// Per server: how it starts, whether it is retired, its write in
+    /// progress and the requests waiting for its reply.
+    pub(crate) servers: Vec<Server>,
 }
 
 impl<F: StorageFactory> Sim<F> {
@@ -141,7 +156,9 @@ impl<F: StorageFactory> Sim<F> {
             events: 0,
             stats: Stats::default(),
             holds_dirty: false,
-            awaiting_reply: None,
+            servers: (0..n)
+                .map(|_| Server::new((1..=n as NodeId).collect()))
+                .collect(),
             cfg,
         };
         sim.tracer = tracer.map_err(|e| {
@@ -155,9 +172,9 @@ impl<F: StorageFactory> Sim<F> {
         Ok(sim)
     }
 
-    /// Number of nodes.
+    /// Number of servers started so far, retired ones included; ids are `1..=n`.
     pub fn n(&self) -> usize {
-        self.cfg.nodes
+        self.nodes.len()
     }
 
     /// The run's configuration.
@@ -209,6 +226,7 @@ impl<F: StorageFactory> Sim<F> {
             Ev::Wake(task) => return Ok(Some(task)),
             Ev::Tick { id, incarnation } => self.on_tick(id, incarnation)?,
             Ev::Deliver(m) => self.on_deliver(m)?,
+            Ev::WriteDone { id, incarnation } => self.on_write_done(id, incarnation)?,
             Ev::Kv(ev) => self.on_kv(ev)?,
         }
         Ok(None)
@@ -234,8 +252,10 @@ impl<F: StorageFactory> Sim<F> {
 
     fn on_deliver(&mut self, m: Message) -> Result<(), SimError> {
         let (from, to, kind) = (m.from, m.to, m.body.kind());
-        let i = to as usize - 1;
-        let reason = if self.nodes[i].is_none() {
+        let i = (to as usize).wrapping_sub(1);
+        let reason = if i >= self.nodes.len() {
+            Some("no such server")
+        } else if self.nodes[i].is_none() {
             Some("receiver down")
         } else if !self.net.link_up(from, to) {
             Some("cut in flight")
@@ -276,7 +296,11 @@ impl<F: StorageFactory> Sim<F> {
             .as_ref()
             .is_some_and(|n| n.status().rejected > rejected);
         self.core(to, res)?;
-        self.awaiting_reply = request.then_some((from, kind, may_ignore || refused));
+        if request {
+            self.servers[i]
+                .awaiting
+                .push((from, kind, may_ignore || refused));
+        }
         self.drive(to)
     }
 
@@ -287,7 +311,7 @@ impl<F: StorageFactory> Sim<F> {
         id: NodeId,
         data: Vec<u8>,
     ) -> Result<Option<(Index, Term)>, SimError> {
-        let Some(node) = self.nodes[id as usize - 1].as_mut() else {
+        let Some(node) = self.node_mut(id) else {
             return Ok(None);
         };
         match node.propose(data) {
@@ -299,7 +323,11 @@ impl<F: StorageFactory> Sim<F> {
                 self.drive(id)?;
                 Ok(Some((index, term)))
             }
-            Err(raft_core::Error::NotLeader { .. }) => Ok(None),
+            // Not the leader, or it is handing leadership over (thesis §3.10):
+            // the client tries elsewhere or later.
+            Err(raft_core::Error::NotLeader { .. } | raft_core::Error::Transferring { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(self.fail(FailureKind::Core {
                 node: id,
                 source: e,
@@ -313,6 +341,9 @@ impl<F: StorageFactory> Sim<F> {
         let i = id as usize - 1;
         if let Some(node) = self.nodes[i].take() {
             self.events += 1;
+            // A write in progress is lost with the node's memory.
+            self.servers[i].write = None;
+            self.servers[i].awaiting.clear();
             self.factory.crash(id, node.into_storage());
             self.checker.on_crash(id);
             self.record(Some(id), Event::Crash);
@@ -322,6 +353,10 @@ impl<F: StorageFactory> Sim<F> {
     /// Starts a new incarnation of node `id` from its storage (crashing the
     /// running one first, if any).
     pub fn restart(&mut self, id: NodeId) -> Result<(), SimError> {
+        if self.is_retired(id) {
+            let what = format!("server {id} was retired and cannot restart");
+            return Err(self.fail(FailureKind::Check(what)));
+        }
         self.crash(id);
         self.events += 1;
         self.start_node(id)?;
@@ -398,14 +433,21 @@ impl<F: StorageFactory> Sim<F> {
         self.record(None, ev);
     }
 
-    /// Node `id`, if it is up.
+    /// Node `id`, if it is up (`None` too for an id no server has).
     pub fn node(&self, id: NodeId) -> Option<&Node<F::Storage>> {
-        self.nodes[id as usize - 1].as_ref()
+        let i = (id as usize).checked_sub(1)?;
+        self.nodes.get(i)?.as_ref()
+    }
+
+    /// Node `id`, if it is up, to drive it.
+    pub(crate) fn node_mut(&mut self, id: NodeId) -> Option<&mut Node<F::Storage>> {
+        let i = (id as usize).checked_sub(1)?;
+        self.nodes.get_mut(i)?.as_mut()
     }
 
     /// Whether node `id` is running.
     pub fn is_up(&self, id: NodeId) -> bool {
-        self.nodes[id as usize - 1].is_some()
+        self.node(id).is_some()
     }
 
     /// The applications (what each node applied).

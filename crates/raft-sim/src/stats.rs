@@ -1,4 +1,5 @@
-//! What a run cost: elections, leaders and terms, counted as they happen.
+//! What a run cost: elections, leaders and terms, counted as they happen
+//! (and how many leader writes ran in parallel with replication).
 //! Safety holds or not; these figures say whether a run wasted rounds, so
 //! scenarios can bound them (see `tests/liveness.rs`).
 
@@ -15,6 +16,11 @@ pub struct Stats {
     pub leaders: u64,
     /// The highest term any node has reached.
     pub max_term: Term,
+    /// Leader writes that ran while their early messages were on the way
+    /// (asynchronous leader writes).
+    pub async_writes: u64,
+    /// Of those, writes lost to a crash before they landed.
+    pub lost_writes: u64,
 }
 
 impl Stats {

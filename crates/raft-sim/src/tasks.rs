@@ -234,7 +234,7 @@ impl<F: StorageFactory> Cluster<F> {
         Ok(())
     }
 
-    fn poll_task(&mut self, task: u64) -> Result<(), SimError> {
+    pub(crate) fn poll_task(&mut self, task: u64) -> Result<(), SimError> {
         let slot = &mut self.tasks[task as usize];
         let Slot::Running(mut t) = std::mem::replace(slot, Slot::Polling) else {
             return Ok(());
@@ -279,7 +279,16 @@ impl<F: StorageFactory> Cluster<F> {
     }
 
     /// A churn client whose commands are `size` bytes (a random number, padded).
+    /// Once every earlier client has stopped, a new client starts a new
+    /// round: [`stop_clients`](Self::stop_clients) no longer applies.
     pub fn spawn_client_sized(&mut self, me: u64, size: usize) -> TaskId {
+        let running = self
+            .tasks
+            .iter()
+            .any(|t| matches!(t, Slot::Running(Task::Client(_)) | Slot::Polling));
+        if !running {
+            self.stop_clients = false;
+        }
         self.spawn(Task::Client(ClientTask::new(me, size)))
     }
 

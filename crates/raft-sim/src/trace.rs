@@ -52,6 +52,17 @@ pub enum Event {
     Crash,
     /// A new incarnation of the node started from its storage.
     Restart,
+    /// A new server started, with no configuration, to be added.
+    Join,
+    /// The server was stopped for good (a removed member leaving).
+    Retire,
+    /// The leader appended a configuration change at `index` (§6).
+    ConfChange { index: Index },
+    /// The leader began handing leadership to `to` (thesis §3.10).
+    Transfer { to: NodeId },
+    /// A write in progress was lost: the node crashed after its early
+    /// messages left and before its Ready was persisted.
+    WriteLost,
     /// The node was connected to the network.
     Connect,
     /// The node was cut off from everyone.
