@@ -6,13 +6,21 @@
 //! raftkv server --id 4 --join http://127.0.0.1:8001 --listen ... --raft-listen ... --data-dir DIR
 //! raftkv member list|add-learner|promote|remove ...
 //! raftkv transfer-leader --to 2
+//! raftkv put greeting hello --endpoints 127.0.0.1:8001,127.0.0.1:8002
+//! raftkv get greeting
+//! raftkv bench
 //! ```
 //!
 //! Exit codes: 0 after a clean stop; 1 when the node fails while running
 //! (storage failure, a port in use); 2 for bad flags or configuration; 3
 //! when the data directory is refused (another node's, locked, corrupt); 4
-//! when the cluster refuses an admin call.
+//! when the cluster refuses an admin call. The key-value commands have
+//! their own (see [`client_cmd::ClientExit`]): 0 done, 1 "no" (not found,
+//! no match), 2 bad flags, 4 refused, 5 outcome unknown, 6 unavailable, 7
+//! disk full, 8 an answer not understood.
 
+mod bench;
+mod client_cmd;
 mod cluster;
 mod member;
 mod server;
@@ -42,6 +50,10 @@ enum Command {
     Member(member::MemberArgs),
     /// Hand leadership to another voter.
     TransferLeader(member::TransferArgs),
+    #[command(flatten)]
+    Client(client_cmd::ClientCommand),
+    /// Measure throughput and latency of closed-loop clients on a cluster.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure and the exit code it gets.
@@ -63,6 +75,8 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args),
         Command::Member(args) => member::run(args),
         Command::TransferLeader(args) => member::transfer(args),
+        Command::Client(cmd) => return ExitCode::from(client_cmd::run(cmd) as u8),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

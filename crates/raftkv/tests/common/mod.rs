@@ -77,6 +77,9 @@ pub struct Cluster {
     pub http: HttpClient,
     /// Data directories placed elsewhere than `dir/node{id}`.
     pub data: BTreeMap<u64, PathBuf>,
+    /// `--peers` lists that differ from `peers` for some nodes (peers
+    /// reached through a proxy).
+    pub node_peers: BTreeMap<u64, String>,
 }
 
 impl Cluster {
@@ -106,6 +109,7 @@ impl Cluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             http: HttpClient::new(Duration::from_secs(5)),
             data: BTreeMap::new(),
+            node_peers: BTreeMap::new(),
         }
     }
 
@@ -135,7 +139,8 @@ impl Cluster {
             .unwrap();
         let child = Command::new(BIN)
             .arg("server")
-            .args(["--id", &id.to_string(), "--peers", &self.peers])
+            .args(["--id", &id.to_string(), "--peers"])
+            .arg(self.node_peers.get(&id).unwrap_or(&self.peers))
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra)

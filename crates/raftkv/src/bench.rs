@@ -1,0 +1,375 @@
+//! `raftkv bench`: closed-loop clients writing to a cluster, and the
+//! throughput and latency they see.
+//!
+//! Each of N clients sends one `PUT` (an 8-byte key, a 256-byte value),
+//! waits for its answer, and sends the next; a round runs for `--secs`
+//! after a short warm-up, for each N in `--clients`. Without `--endpoints`
+//! the bench starts its own local cluster of `raftkv server` processes
+//! (fsync on) and stops it at the end. It prints one line per N: writes
+//! per second, and the 50th, 99th and 99.9th percentile latency.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use raftkv_client::{Client, ClientConfig};
+use raftkv_server::{format_peers, PeerAddrs};
+use rand::Rng;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::Failure;
+
+/// Key size, bytes.
+pub const KEY_BYTES: usize = 8;
+/// Value size, bytes.
+pub const VALUE_BYTES: usize = 256;
+/// Distinct keys written (so the store stays small and keys collide).
+const KEYS: u64 = 100_000;
+/// How long a started cluster gets to elect a leader.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// Flags of `raftkv bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Benchmark this cluster (client addresses, comma-separated) instead
+    /// of starting a local one.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub endpoints: Option<String>,
+    /// Nodes of the local cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Where the local cluster keeps its data (default: a temporary
+    /// directory; fsync costs what this file system's fsync costs).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client counts, one round each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
+    pub clients: Vec<usize>,
+    /// Seconds measured per round.
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Seconds of warm-up (not measured) before each round.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Start the local cluster without fsync (UNSAFE; to see fsync's cost).
+    #[arg(long)]
+    pub unsafe_no_fsync: bool,
+    /// Print one JSON object per round instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One round's figures.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// Clients.
+    pub clients: usize,
+    /// Writes acknowledged in the measured time.
+    pub ops: u64,
+    /// Writes that failed.
+    pub errors: u64,
+    /// Measured seconds.
+    pub secs: f64,
+    /// Latency percentiles, in microseconds: p50, p99, p999.
+    pub p: [u64; 3],
+}
+
+/// Runs the bench.
+pub fn run(args: BenchArgs) -> Result<(), Failure> {
+    if args.clients.is_empty() || args.clients.contains(&0) {
+        return Err(Failure::Usage(anyhow!("--clients needs counts above 0")));
+    }
+    if !(args.secs > 0.0 && args.warmup >= 0.0) {
+        return Err(Failure::Usage(anyhow!(
+            "--secs must be above 0 and --warmup not below"
+        )));
+    }
+    if !(1..=9).contains(&args.nodes) {
+        return Err(Failure::Usage(anyhow!("--nodes must be between 1 and 9")));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    rt.block_on(bench(args)).map_err(Failure::Runtime)
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut local = None;
+    let endpoints: Vec<String> = match &args.endpoints {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => {
+            let c = LocalCluster::start(&args).await?;
+            let e = c.endpoints();
+            local = Some(c);
+            e
+        }
+    };
+    let result = rounds(&args, &endpoints).await;
+    if let Some(c) = local {
+        c.stop().await;
+    }
+    result
+}
+
+async fn rounds(args: &BenchArgs, endpoints: &[String]) -> anyhow::Result<()> {
+    let cfg = ClientConfig {
+        attempt_timeout: Duration::from_secs(10),
+        call_timeout: Duration::from_secs(20),
+        ..ClientConfig::default()
+    };
+    let client = Client::with_config(endpoints, cfg)?;
+    let start = Instant::now();
+    while client.discover_leader().await.is_none() {
+        if start.elapsed() > READY_WITHIN {
+            bail!("no leader among {endpoints:?} after {READY_WITHIN:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !args.json {
+        println!(
+            "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, closed-loop PUTs, {} s per round; load average {}",
+            args.secs,
+            load_average()
+        );
+        println!(
+            "{:>8} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+        );
+    }
+    for &n in &args.clients {
+        let r = round(&client, n, args.warmup, args.secs).await;
+        let ms = |us: u64| us as f64 / 1000.0;
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "clients": r.clients, "ops": r.ops, "errors": r.errors, "secs": r.secs,
+                    "writes_per_sec": r.ops as f64 / r.secs,
+                    "p50_ms": ms(r.p[0]), "p99_ms": ms(r.p[1]), "p999_ms": ms(r.p[2]),
+                    "load_average": load_average(),
+                })
+            );
+        } else {
+            println!(
+                "{:>8} {:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>7}",
+                r.clients,
+                r.ops as f64 / r.secs,
+                ms(r.p[0]),
+                ms(r.p[1]),
+                ms(r.p[2]),
+                r.errors
+            );
+        }
+    }
+    if !args.json {
+        println!("load average after: {}", load_average());
+    }
+    Ok(())
+}
+
+/// One round: `n` clients, `warmup` seconds unmeasured, then `secs` measured.
+pub async fn round(client: &Client, n: usize, warmup: f64, secs: f64) -> Round {
+    let begin = Instant::now() + Duration::from_secs_f64(warmup);
+    let end = begin + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
+            loop {
+                let key = format!(
+                    "{:0width$}",
+                    rand::thread_rng().gen_range(0..KEYS),
+                    width = KEY_BYTES
+                );
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                let ok = client.put(&key, value.clone()).await.is_ok();
+                let done = Instant::now();
+                if t >= begin && done <= end {
+                    if ok {
+                        lat.push(done.duration_since(t).as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, e)) = t.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    all.sort_unstable();
+    Round {
+        clients: n,
+        ops: all.len() as u64,
+        errors,
+        secs,
+        p: [
+            percentile(&all, 0.5),
+            percentile(&all, 0.99),
+            percentile(&all, 0.999),
+        ],
+    }
+}
+
+/// The `q` quantile of sorted samples (nearest rank); 0 when empty.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` has them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A local cluster of `raftkv server` processes the bench started.
+struct LocalCluster {
+    peers: BTreeMap<u64, PeerAddrs>,
+    children: Vec<Child>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl LocalCluster {
+    async fn start(args: &BenchArgs) -> anyhow::Result<LocalCluster> {
+        let (root, temp) = match &args.data_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::Builder::new().prefix("raftkv-bench-").tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let listeners = (0..2 * args.nodes)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?;
+        drop(listeners);
+        let peers: BTreeMap<u64, PeerAddrs> = (1..=args.nodes)
+            .map(|id| {
+                let i = 2 * (id as usize - 1);
+                let addrs = PeerAddrs {
+                    raft: format!("127.0.0.1:{}", ports[i]),
+                    client: format!("127.0.0.1:{}", ports[i + 1]),
+                };
+                (id, addrs)
+            })
+            .collect();
+        let exe = std::env::current_exe().context("cannot find the raftkv executable")?;
+        let mut children = Vec::new();
+        for &id in peers.keys() {
+            children.push(spawn(&exe, id, &peers, &root, args.unsafe_no_fsync)?);
+        }
+        if !args.json {
+            println!(
+                "started a local cluster of {} nodes, data in {}",
+                args.nodes,
+                root.display()
+            );
+        }
+        Ok(LocalCluster {
+            peers,
+            children,
+            _temp: temp,
+        })
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.peers.values().map(|a| a.client.clone()).collect()
+    }
+
+    /// SIGTERM, then SIGKILL for any node still running after 10 s.
+    async fn stop(mut self) {
+        for c in &self.children {
+            if let Some(pid) = c.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        for c in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                .await
+                .is_err()
+            {
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+fn spawn(
+    exe: &Path,
+    id: u64,
+    peers: &BTreeMap<u64, PeerAddrs>,
+    root: &Path,
+    no_fsync: bool,
+) -> anyhow::Result<Child> {
+    let log = root.join(format!("node{id}.log"));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["server", "--id", &id.to_string()])
+        .arg("--peers")
+        .arg(format_peers(peers))
+        .arg("--data-dir")
+        .arg(root.join(format!("node{id}")))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(out)
+        .kill_on_drop(true);
+    if no_fsync {
+        cmd.arg("--unsafe-no-fsync");
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start node {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let s: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&s, 0.5), 500);
+        assert_eq!(percentile(&s, 0.99), 990);
+        assert_eq!(percentile(&s, 0.999), 999);
+        assert_eq!(percentile(&[7], 0.999), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}
