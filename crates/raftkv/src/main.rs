@@ -17,6 +17,8 @@
 //! answer not understood.
 
 mod bench;
+#[cfg(feature = "etcd")]
+mod bench_etcd;
 mod client_cmd;
 mod cluster;
 mod server;
