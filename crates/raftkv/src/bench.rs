@@ -7,6 +7,13 @@
 //! the bench starts its own local cluster of `raftkv server` processes
 //! (fsync on) and stops it at the end. It prints one line per N: writes
 //! per second, and the 50th, 99th and 99.9th percentile latency.
+//!
+//! Built with the `etcd` feature, `--etcd URL,...` runs the same rounds
+//! against an etcd cluster through its v3 API, interleaved with raftkv's
+//! (see `scripts/bench-etcd.sh`), and prints both with their ratio. On a
+//! local cluster, `--memory` samples each node's resident memory during
+//! every round, and `--fill N` loads N distinct keys at the end and reports
+//! what each node holds in memory against the raw bytes stored.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -65,6 +72,63 @@ pub struct BenchArgs {
     /// Print one JSON object per round instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Rounds per client count (and per system), interleaved; the table
+    /// shows the median by writes/s.
+    #[arg(long, default_value_t = 1)]
+    pub reps: usize,
+    /// Also sample each local node's resident memory during every round.
+    #[arg(long)]
+    pub memory: bool,
+    /// After the rounds, write this many distinct keys and report each
+    /// local node's resident memory against the raw bytes it holds.
+    #[arg(long, value_name = "KEYS")]
+    pub fill: Option<u64>,
+    /// Also run every round against this etcd cluster (client URLs,
+    /// comma-separated), interleaved with raftkv's.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "URL,...")]
+    pub etcd: Option<String>,
+}
+
+/// What a round writes to.
+#[derive(Clone)]
+pub enum Target {
+    /// A raftkv cluster, through raftkv-client (plain writes, leader found
+    /// by the client).
+    Raftkv(Client),
+    /// An etcd cluster, through etcd's v3 API.
+    #[cfg(feature = "etcd")]
+    Etcd(crate::bench_etcd::Etcd),
+}
+
+impl Target {
+    /// The system's name in tables and ratio lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Raftkv(_) => "raftkv",
+            #[cfg(feature = "etcd")]
+            Target::Etcd(_) => "etcd",
+        }
+    }
+
+    /// The handle client `i` of a round writes through.
+    #[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+    fn for_client(&self, i: usize) -> Target {
+        match self {
+            Target::Raftkv(c) => Target::Raftkv(c.clone()),
+            #[cfg(feature = "etcd")]
+            Target::Etcd(e) => Target::Etcd(e.for_client(i)),
+        }
+    }
+
+    /// One write; whether it was acknowledged.
+    async fn put(&mut self, key: String, value: Bytes) -> bool {
+        match self {
+            Target::Raftkv(c) => c.put(key, value).await.is_ok(),
+            #[cfg(feature = "etcd")]
+            Target::Etcd(e) => e.put(key, value).await,
+        }
+    }
 }
 
 /// One round's figures.
@@ -113,14 +177,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             e
         }
     };
-    let result = rounds(&args, &endpoints).await;
+    let pids = local.as_ref().map(LocalCluster::pids).unwrap_or_default();
+    let result = rounds(&args, &endpoints, &pids).await;
     if let Some(c) = local {
         c.stop().await;
     }
     result
 }
 
-async fn rounds(args: &BenchArgs, endpoints: &[String]) -> anyhow::Result<()> {
+async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> anyhow::Result<()> {
     let cfg = ClientConfig {
         attempt_timeout: Duration::from_secs(10),
         call_timeout: Duration::from_secs(20),
@@ -134,41 +199,49 @@ async fn rounds(args: &BenchArgs, endpoints: &[String]) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let targets: Vec<Target> = [Some(Target::Raftkv(client)), etcd_target(args).await?]
+        .into_iter()
+        .flatten()
+        .collect();
     if !args.json {
         println!(
-            "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, closed-loop PUTs, {} s per round; load average {}",
+            "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, closed-loop PUTs, {} s per round, {} round(s) per cell; load average {}",
             args.secs,
+            args.reps.max(1),
             load_average()
         );
         println!(
-            "{:>8} {:>10} {:>10} {:>10} {:>10} {:>7}",
-            "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+            "{:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "system", "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms", "errors"
         );
     }
+    let mut table: Vec<(usize, Vec<Round>)> = Vec::new();
     for &n in &args.clients {
-        let r = round(&client, n, args.warmup, args.secs).await;
-        let ms = |us: u64| us as f64 / 1000.0;
-        if args.json {
-            println!(
-                "{}",
-                json!({
-                    "clients": r.clients, "ops": r.ops, "errors": r.errors, "secs": r.secs,
-                    "writes_per_sec": r.ops as f64 / r.secs,
-                    "p50_ms": ms(r.p[0]), "p99_ms": ms(r.p[1]), "p999_ms": ms(r.p[2]),
-                    "load_average": load_average(),
-                })
-            );
-        } else {
-            println!(
-                "{:>8} {:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>7}",
-                r.clients,
-                r.ops as f64 / r.secs,
-                ms(r.p[0]),
-                ms(r.p[1]),
-                ms(r.p[2]),
-                r.errors
-            );
+        let mut by_system: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
+        for rep in 0..args.reps.max(1) {
+            // Alternate who goes first, so neither always runs on a warmer machine.
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let sampler = args.memory.then(|| Sampler::start(pids.to_vec()));
+                let r = round(&targets[i], n, args.warmup, args.secs).await;
+                let memory = match sampler {
+                    Some(s) => s.stop().await,
+                    None => Vec::new(),
+                };
+                print_round(args, targets[i].name(), &r, &memory);
+                by_system[i].push(r);
+            }
         }
+        table.push((n, by_system.into_iter().map(median).collect()));
+    }
+    if targets.len() > 1 && !args.json {
+        print_comparison(&targets, &table);
+    }
+    if let Some(keys) = args.fill {
+        fill(&targets[0], keys, pids, args.json).await;
     }
     if !args.json {
         println!("load average after: {}", load_average());
@@ -176,13 +249,214 @@ async fn rounds(args: &BenchArgs, endpoints: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_round(args: &BenchArgs, system: &str, r: &Round, memory: &[(u64, u64, u64)]) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    if args.json {
+        let memory: Vec<_> = memory
+            .iter()
+            .map(|(id, lo, hi)| json!({"node": id, "rss_min_bytes": lo, "rss_max_bytes": hi}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "system": system,
+                "clients": r.clients, "ops": r.ops, "errors": r.errors, "secs": r.secs,
+                "writes_per_sec": r.ops as f64 / r.secs,
+                "p50_ms": ms(r.p[0]), "p99_ms": ms(r.p[1]), "p999_ms": ms(r.p[2]),
+                "memory": memory,
+                "load_average": load_average(),
+            })
+        );
+        return;
+    }
+    println!(
+        "{:>8} {:>8} {:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>7}",
+        system,
+        r.clients,
+        r.ops as f64 / r.secs,
+        ms(r.p[0]),
+        ms(r.p[1]),
+        ms(r.p[2]),
+        r.errors
+    );
+    for (id, lo, hi) in memory {
+        println!(
+            "{:>8} node {id} resident memory {:.1}–{:.1} MiB during the round",
+            "",
+            mib(*lo),
+            mib(*hi)
+        );
+    }
+}
+
+/// etcd as the second target, when `--etcd` names one.
+#[cfg(feature = "etcd")]
+async fn etcd_target(args: &BenchArgs) -> anyhow::Result<Option<Target>> {
+    let Some(urls) = &args.etcd else {
+        return Ok(None);
+    };
+    let urls: Vec<String> = urls.split(',').map(|s| s.trim().to_string()).collect();
+    let etcd = crate::bench_etcd::Etcd::connect(&urls).await?;
+    Ok(Some(Target::Etcd(etcd)))
+}
+
+/// Without the `etcd` feature there is no second target.
+#[cfg(not(feature = "etcd"))]
+async fn etcd_target(_: &BenchArgs) -> anyhow::Result<Option<Target>> {
+    Ok(None)
+}
+
+/// The median round of a cell, by writes/s.
+fn median(mut rounds: Vec<Round>) -> Round {
+    rounds.sort_by(|a, b| (a.ops as f64 / a.secs).total_cmp(&(b.ops as f64 / b.secs)));
+    rounds.swap_remove(rounds.len() / 2)
+}
+
+/// The table of medians with raftkv's ratio to each other system, and one
+/// `ratio raftkv/<system> at N clients: R` line per cell.
+fn print_comparison(targets: &[Target], table: &[(usize, Vec<Round>)]) {
+    let rate = |r: &Round| r.ops as f64 / r.secs;
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!();
+    println!("medians:");
+    for (n, rounds) in table {
+        let mut line = format!("{n:>6} clients:");
+        for (t, r) in targets.iter().zip(rounds) {
+            line += &format!(
+                "  {} {:.0} writes/s (p50 {:.2} / p99 {:.2} / p999 {:.2} ms)",
+                t.name(),
+                rate(r),
+                ms(r.p[0]),
+                ms(r.p[1]),
+                ms(r.p[2])
+            );
+        }
+        println!("{line}");
+    }
+    for (i, t) in targets.iter().enumerate().skip(1) {
+        for (n, rounds) in table {
+            let ratio = rate(&rounds[0]) / rate(&rounds[i]).max(f64::MIN_POSITIVE);
+            println!("ratio raftkv/{} at {n} clients: {ratio:.2}", t.name());
+        }
+    }
+}
+
+/// Writes `keys` distinct keys with 256 clients, then reports each local
+/// node's resident memory against the raw key and value bytes.
+async fn fill(target: &Target, keys: u64, pids: &[(u64, u32)], json: bool) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..256 {
+        let mut t = target.for_client(i);
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
+            let mut failed = 0u64;
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= keys {
+                    break;
+                }
+                let key = format!("{k:0width$}", width = KEY_BYTES);
+                // A failed write is retried: the fill must hold every key.
+                while !t.put(key.clone(), value.clone()).await {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    let mut retries = 0;
+    for t in tasks {
+        retries += t.await.unwrap_or(0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let raw = keys * (KEY_BYTES + VALUE_BYTES) as u64;
+    let rss: Vec<(u64, u64)> = pids
+        .iter()
+        .filter_map(|&(id, pid)| resident(pid).map(|r| (id, r)))
+        .collect();
+    if json {
+        let nodes: Vec<_> = rss
+            .iter()
+            .map(|(id, r)| json!({"node": id, "rss_bytes": r}))
+            .collect();
+        println!(
+            "{}",
+            json!({"fill_keys": keys, "secs": secs, "retries": retries, "raw_bytes": raw, "nodes": nodes})
+        );
+        return;
+    }
+    println!();
+    println!(
+        "fill: {keys} keys of {KEY_BYTES} B with {VALUE_BYTES} B values ({:.1} MiB raw) in {secs:.1} s, {retries} retried writes",
+        mib(raw)
+    );
+    for (id, r) in rss {
+        println!(
+            "node {id}: resident memory {:.1} MiB, {:.2}x the raw bytes",
+            mib(r),
+            r as f64 / raw as f64
+        );
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// A process's resident memory in bytes, from `/proc/<pid>/status`.
+fn resident(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples the nodes' resident memory every 200 ms while a round runs.
+struct Sampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<(u64, u64, u64)>>,
+}
+
+impl Sampler {
+    fn start(pids: Vec<(u64, u32)>) -> Sampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut seen: Vec<(u64, u64, u64)> =
+                pids.iter().map(|&(id, _)| (id, u64::MAX, 0)).collect();
+            loop {
+                for (slot, &(_, pid)) in seen.iter_mut().zip(&pids) {
+                    if let Some(r) = resident(pid) {
+                        slot.1 = slot.1.min(r);
+                        slot.2 = slot.2.max(r);
+                    }
+                }
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            seen.retain(|s| s.1 != u64::MAX);
+            seen
+        });
+        Sampler { stop, task }
+    }
+
+    async fn stop(self) -> Vec<(u64, u64, u64)> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
 /// One round: `n` clients, `warmup` seconds unmeasured, then `secs` measured.
-pub async fn round(client: &Client, n: usize, warmup: f64, secs: f64) -> Round {
+pub async fn round(target: &Target, n: usize, warmup: f64, secs: f64) -> Round {
     let begin = Instant::now() + Duration::from_secs_f64(warmup);
     let end = begin + Duration::from_secs_f64(secs);
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let client = client.clone();
+    for i in 0..n {
+        let mut target = target.for_client(i);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -197,7 +471,7 @@ pub async fn round(client: &Client, n: usize, warmup: f64, secs: f64) -> Round {
                 if t >= end {
                     break;
                 }
-                let ok = client.put(&key, value.clone()).await.is_ok();
+                let ok = target.put(key, value.clone()).await;
                 let done = Instant::now();
                 if t >= begin && done <= end {
                     if ok {
@@ -301,6 +575,15 @@ impl LocalCluster {
             children,
             _temp: temp,
         })
+    }
+
+    /// Each node's id and process id.
+    fn pids(&self) -> Vec<(u64, u32)> {
+        self.peers
+            .keys()
+            .zip(&self.children)
+            .filter_map(|(&id, c)| c.id().map(|pid| (id, pid)))
+            .collect()
     }
 
     fn endpoints(&self) -> Vec<String> {

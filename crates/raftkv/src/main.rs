@@ -20,6 +20,8 @@
 //! disk full, 8 an answer not understood.
 
 mod bench;
+#[cfg(feature = "etcd")]
+mod bench_etcd;
 mod client_cmd;
 mod cluster;
 mod member;
