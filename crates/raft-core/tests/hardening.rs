@@ -227,6 +227,36 @@ fn a_snapshot_older_than_one_in_an_unpersisted_ready_is_refused() {
     n.snapshot(10, b"at 10".to_vec()).unwrap();
 }
 
+// §7: a snapshot replaces the log up to its index, so a new one must lie
+// past the stored one. Once the earlier snapshot is persisted, the floor is
+// the stored snapshot's index, and a restart keeps it.
+#[test]
+fn a_snapshot_at_or_below_the_stored_one_is_refused() {
+    let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
+    common::tick_until(&mut n, |n| n.is_leader());
+    for i in 0..10u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    n.snapshot(8, b"at 8".to_vec()).unwrap();
+    drain(&mut n);
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 8);
+    let refused = |n: &mut Node<MemStorage>, index| {
+        assert!(
+            matches!(
+                n.snapshot(index, b"old".to_vec()),
+                Err(Error::BadSnapshotIndex { snapshot: 8, .. })
+            ),
+            "snapshot at {index} below the stored one at 8"
+        );
+    };
+    refused(&mut n, 5);
+    refused(&mut n, 8);
+    let mut n = Node::new(config(1, 1), n.into_storage()).unwrap();
+    refused(&mut n, 5);
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 8);
+}
+
 // The narrowed promise: a request that passes the door gets exactly one
 // reply; one no correct peer could send gets none and is counted.
 #[test]

@@ -457,6 +457,62 @@ fn pre_vote_does_not_raise_terms() {
     }
 }
 
+/// "A candidate would first ask other servers whether its log was
+/// up-to-date enough to get their vote." — thesis §9.6. A PreVote asks about
+/// the next term: one for a term the voter is already in could only lead to
+/// an election the voter refuses, so it is not granted however good the log.
+#[test]
+fn pre_vote_is_granted_only_for_a_term_past_the_voters() {
+    let pre_vote = |term| {
+        msg(
+            3,
+            2,
+            term,
+            Body::RequestVote {
+                last_log_index: 1,
+                last_log_term: 1,
+                pre_vote: true,
+                transfer: false,
+            },
+        )
+    };
+    let mut f = node_with_log(2, 3, &[1], 2);
+    f.step(pre_vote(2)).unwrap();
+    assert_eq!(
+        granted(&drain(&mut f)),
+        Some(false),
+        "term 2 is already here"
+    );
+    f.step(pre_vote(3)).unwrap();
+    assert_eq!(granted(&drain(&mut f)), Some(true), "term 3 would be new");
+    assert_eq!(f.term(), 2, "a PreVote never moves the voter's term");
+}
+
+/// "A candidate would first ask other servers whether its log was
+/// up-to-date enough to get their vote." — thesis §9.6. Only answers to that
+/// question count in a PreVote round: a late refusal of a real vote from an
+/// earlier candidacy in the same term must not end it.
+#[test]
+fn a_late_real_vote_refusal_does_not_end_a_pre_vote_round() {
+    let mut n = node(1, 3);
+    let pre_term = tick_until_campaign(&mut n)[0].term;
+    assert_eq!(n.role(), Role::PreCandidate);
+    let term = n.term();
+    let reply = |from, term, granted, pre_vote| {
+        msg(from, 1, term, Body::RequestVoteReply { granted, pre_vote })
+    };
+    n.step(reply(2, term, false, false)).unwrap();
+    n.step(reply(3, term, false, true)).unwrap();
+    assert_eq!(
+        n.role(),
+        Role::PreCandidate,
+        "only node 3 refused this round"
+    );
+    n.step(reply(2, pre_term, true, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (Role::Candidate, pre_term));
+}
+
 /// "If a server receives a RequestVote RPC within the minimum election
 /// timeout of hearing from a current leader, it does not update its term or
 /// grant its vote." — §6
