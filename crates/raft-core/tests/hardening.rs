@@ -104,6 +104,43 @@ fn a_partial_transfer_does_not_survive_a_term_change() {
     assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
 }
 
+// The same, without a term change: within one term only the sender that
+// began a transfer may continue it (a second sender in one term is no
+// honest leader, and its bytes must not be spliced in either).
+#[test]
+fn a_partial_transfer_is_continued_only_by_its_sender() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(3, 2, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "node 3 began nothing here"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// And one sender's transfer ends with its term: the same node leading again
+// in a later term starts over (its snapshot may be encoded anew).
+#[test]
+fn a_partial_transfer_is_not_continued_by_its_sender_in_a_later_term() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "term 3's transfer has not begun"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
 // The finished image must match the length and CRC32C in its metadata.
 #[test]
 fn a_damaged_transfer_is_refused_and_asked_for_again() {
@@ -171,6 +208,96 @@ fn snapshot_replies_about_other_snapshots_are_not_believed() {
         assert_eq!(n.status().commit, 1, "index {index}");
     }
     assert_eq!(n.status().last_rejection, Some(Rejection::IndexTooLarge));
+}
+
+/// Node 1 leads a 3-node cluster, has committed 5 entries with node 3 and
+/// compacted through 4; node 2 (empty) answered a heartbeat and is being
+/// sent that snapshot. Returns the leader and the first chunk's metadata.
+fn leader_sending_snapshot() -> (Node<MemStorage>, SnapshotMeta) {
+    let mut n = leader_with(5);
+    assert_eq!(n.status().commit, 5);
+    n.snapshot(4, b"state at 4".to_vec()).unwrap();
+    drain(&mut n);
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let beat = drain(&mut n).into_iter().find(|m| m.to == 2).unwrap();
+    let Body::Heartbeat { ctx, .. } = beat.body else {
+        panic!("a heartbeat: {beat:?}");
+    };
+    let term = n.term();
+    n.step(msg(2, 1, term, Body::HeartbeatReply { ctx }))
+        .unwrap();
+    let meta = drain(&mut n)
+        .into_iter()
+        .find_map(|m| match m.body {
+            Body::InstallSnapshot { meta, .. } if m.to == 2 => Some(meta),
+            _ => None,
+        })
+        .expect("the snapshot goes to node 2");
+    assert_eq!(meta.index, 4);
+    (n, meta)
+}
+
+// Only a reply about the snapshot pinned for the transfer counts: its index
+// is the one the leader knows to be in its log. A reply naming another
+// snapshot, even to a follower that is being sent one, moves nothing.
+#[test]
+fn during_a_transfer_only_replies_about_the_pinned_snapshot_count() {
+    let (mut n, pinned) = leader_sending_snapshot();
+    let term = n.term();
+    let reply = |meta, next_offset, installed| {
+        msg(
+            2,
+            1,
+            term,
+            Body::InstallSnapshotReply {
+                meta,
+                next_offset,
+                installed,
+            },
+        )
+    };
+    for other in [
+        SnapshotMeta::of(101, term, b""),
+        SnapshotMeta::of(5, term, b"state at 5"),
+        SnapshotMeta::of(4, term, b"other bytes"),
+    ] {
+        n.step(reply(other, 0, true)).unwrap();
+        assert!(drain(&mut n).is_empty(), "{other:?}");
+        assert_eq!(n.match_index(2), Some(0), "{other:?}");
+    }
+    n.step(reply(pinned, pinned.size, true)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.match_index(2), Some(4));
+}
+
+// Heartbeats carry no log position, so a follower cannot check them against
+// its log: the commit index they carry is capped at what the follower is
+// known to hold, and a follower never commits past its own last entry.
+#[test]
+fn a_heartbeat_carries_no_commit_past_the_followers_match() {
+    let mut n = leader_with(3);
+    assert_eq!(n.status().commit, 3);
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let commits: Vec<(NodeId, u64)> = drain(&mut n)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Heartbeat { commit, .. } => Some((m.to, commit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, [(2, 0), (3, 3)], "node 2 is known to hold nothing");
+    // A follower told of a commit index past its log commits what it holds.
+    let mut f = follower(1, 3, 2);
+    f.storage_mut()
+        .append(&[Entry::normal(1, 2, b"a".to_vec())])
+        .unwrap();
+    let mut f = Node::new(config(1, 3), f.into_storage()).unwrap();
+    f.step(msg(2, 1, 2, Body::Heartbeat { commit: 3, ctx: 0 }))
+        .unwrap();
+    drain(&mut f);
+    assert_eq!(f.status().commit, 1, "never past its last index");
 }
 
 // Review finding: a peer's term of u64::MAX was adopted and the next
