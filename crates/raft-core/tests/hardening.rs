@@ -141,6 +141,74 @@ fn a_partial_transfer_is_not_continued_by_its_sender_in_a_later_term() {
     assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
 }
 
+// A candidacy ends the transfer too: the node's own election moves it to a
+// new term without passing through a follower's term change.
+#[test]
+fn a_partial_transfer_does_not_survive_the_receivers_own_campaign() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    common::tick_until(&mut n, |n| n.role() == raft_core::Role::PreCandidate);
+    drain(&mut n);
+    n.step(common::vote_reply(3, 1, 3, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (raft_core::Role::Candidate, 3));
+    // Node 2 wins term 3 and (wrongly) goes on from the middle.
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "term 3's transfer has not begun"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// Figure 13, InstallSnapshot receiver: "Create new snapshot file if first
+// chunk (offset is 0)" — even from the same sender in the same term, a first
+// chunk (a late duplicate, or a transfer begun anew) throws away what came.
+#[test]
+fn a_first_chunk_always_starts_over() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"0123456789ab".to_vec());
+    let c = |offset: usize| chunk(2, 2, s.meta, &s.data[offset..offset + 4], offset as u64);
+    assert_eq!(send_chunk(&mut n, c(0)), (4, false));
+    assert_eq!(send_chunk(&mut n, c(4)), (8, false));
+    assert_eq!(send_chunk(&mut n, c(0)), (4, false), "started over");
+    assert_eq!(send_chunk(&mut n, c(4)), (8, false));
+    assert_eq!(send_chunk(&mut n, c(8)), (12, true));
+    assert_eq!(n.storage().snapshot().unwrap(), s);
+}
+
+// A snapshot that covers nothing past the follower's commit index needs no
+// transfer: the first chunk is answered "installed" (committed entries are
+// the leader's own, so the follower already holds what it covers).
+#[test]
+fn a_snapshot_within_the_commit_index_is_not_transferred() {
+    let mut n = follower(1, 3, 2);
+    let entries: Vec<Entry> = (1..=5).map(|i| Entry::normal(i, 2, vec![])).collect();
+    let append = Body::AppendEntries {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 5,
+    };
+    n.step(msg(2, 1, 2, append)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 5);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (0, true)
+    );
+    assert_eq!(
+        n.storage().snapshot().unwrap().meta.index,
+        0,
+        "kept its log"
+    );
+}
+
 // The finished image must match the length and CRC32C in its metadata.
 #[test]
 fn a_damaged_transfer_is_refused_and_asked_for_again() {
