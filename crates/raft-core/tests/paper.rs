@@ -530,6 +530,38 @@ fn follower_with_live_leader_ignores_vote_requests() {
     );
 }
 
+/// "If RPC request or response contains term T > currentTerm: set
+/// currentTerm = T, convert to follower." (Figure 2, Rules for Servers) —
+/// §5.1. Ignoring votes under a live leader (§4.2.3) comes with CheckQuorum
+/// (thesis §6.2), which bounds how long a leader can hold followers; with
+/// CheckQuorum off, Figure 2's rule applies as written.
+#[test]
+fn without_check_quorum_vote_requests_are_heard_under_a_live_leader() {
+    let mut c = config(2, 3);
+    c.check_quorum = false;
+    let mut f = Node::new(c, MemStorage::new()).unwrap();
+    f.step(append(1, 2, 1, (0, 0), &[], 0)).unwrap();
+    drain(&mut f);
+    f.step(vote_req(3, 2, 5, 10, 5)).unwrap();
+    assert_eq!(granted(&drain(&mut f)), Some(true));
+    assert_eq!(f.term(), 5);
+}
+
+/// "A leader in Raft steps down if an election timeout elapses without a
+/// successful round of heartbeats to a majority of its cluster." — thesis
+/// §6.2. Only with CheckQuorum: without it, a leader hearing nobody stays.
+#[test]
+fn without_check_quorum_an_isolated_leader_stays() {
+    let mut c = config(1, 3);
+    c.check_quorum = false;
+    let mut leader = elect_with(Node::new(c, MemStorage::new()).unwrap(), 2..=3);
+    for _ in 0..25 {
+        leader.tick().unwrap();
+        drain(&mut leader);
+    }
+    assert_eq!(leader.role(), Role::Leader);
+}
+
 /// "A leader in Raft steps down if an election timeout elapses without a
 /// successful round of heartbeats to a majority of its cluster." — thesis §6.2
 #[test]
