@@ -209,6 +209,25 @@ fn a_snapshot_within_the_commit_index_is_not_transferred() {
     );
 }
 
+// §5.2: "If the leader's term is at least as large as the candidate's
+// current term, then the candidate recognizes the leader as legitimate and
+// returns to follower state." An InstallSnapshot is such an RPC.
+#[test]
+fn a_candidate_hearing_a_snapshot_of_its_term_becomes_a_follower() {
+    let mut n = follower(1, 3, 2);
+    common::tick_until(&mut n, |n| n.role() == raft_core::Role::PreCandidate);
+    drain(&mut n);
+    n.step(common::vote_reply(3, 1, 3, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (raft_core::Role::Candidate, 3));
+    let s = Snapshot::new(5, 3, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!((n.role(), n.leader()), (raft_core::Role::Follower, Some(2)));
+}
+
 // The finished image must match the length and CRC32C in its metadata.
 #[test]
 fn a_damaged_transfer_is_refused_and_asked_for_again() {
