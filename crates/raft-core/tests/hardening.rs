@@ -471,6 +471,34 @@ fn a_snapshot_at_or_below_the_stored_one_is_refused() {
     assert_eq!(n.storage().snapshot().unwrap().meta.index, 8);
 }
 
+// The application may take a snapshot of its own just before the leader's
+// snapshot is installed, both waiting for the same Ready. The leader's one
+// covers it: the older local snapshot is dropped, so that persisting the
+// Ready never writes a snapshot older than the one just stored.
+#[test]
+fn a_pending_local_snapshot_below_an_installed_one_is_dropped() {
+    let mut n = follower(1, 3, 2);
+    let entries: Vec<Entry> = (1..=3).map(|i| Entry::normal(i, 2, vec![])).collect();
+    let append = Body::AppendEntries {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 3,
+    };
+    n.step(msg(2, 1, 2, append)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().applied, 3);
+    n.snapshot(3, b"local at 3".to_vec()).unwrap();
+    let s = Snapshot::new(5, 2, b"leader at 5".to_vec());
+    n.step(chunk(2, 2, s.meta, &s.data, 0)).unwrap();
+    let rd = n.ready().unwrap();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.meta.index), Some(5));
+    assert!(rd.local_snapshot.is_none(), "covered by the leader's");
+    persist(n.storage_mut(), &rd).unwrap();
+    n.advance();
+    assert_eq!(n.storage().snapshot().unwrap(), s);
+}
+
 // The narrowed promise: a request that passes the door gets exactly one
 // reply; one no correct peer could send gets none and is counted.
 #[test]
