@@ -257,6 +257,21 @@ mod tests {
             Err(Rejection::BadSnapshotMeta),
             "a snapshot from a term after the sender's"
         );
+        for (index, term) in [(0, 2), (5, 0)] {
+            let meta = SnapshotMeta::of(index, term, b"0123456789");
+            let body = Body::InstallSnapshot {
+                meta,
+                conf: Default::default(),
+                offset: 0,
+                data: b"0123456789".to_vec(),
+                done: true,
+            };
+            assert_eq!(
+                check(&m(2, body)),
+                Err(Rejection::BadSnapshotMeta),
+                "no snapshot has index {index} and term {term}"
+            );
+        }
     }
 
     #[test]
@@ -269,6 +284,11 @@ mod tests {
             })
         };
         assert_eq!(check(&m(3, conflict(9, None, 6))), Ok(()));
+        assert_eq!(
+            check(&m(3, conflict(9, None, 10))),
+            Ok(()),
+            "just past the rejected index: nothing to skip"
+        );
         assert_eq!(
             check(&m(3, conflict(9, None, 11))),
             Err(Rejection::BadConflictHint)
@@ -371,5 +391,32 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_bounds_leave_half_the_range_as_headroom() {
+        let hb = |commit| Body::Heartbeat { commit, ctx: 0 };
+        assert_eq!(check(&m(1 << 63, hb(0))), Err(Rejection::TermTooLarge));
+        assert_eq!(check(&m(1, hb(1 << 63))), Err(Rejection::IndexTooLarge));
+        assert_eq!(check(&m((1 << 63) - 1, hb((1 << 63) - 1))), Ok(()));
+    }
+
+    #[test]
+    fn every_rejection_has_its_own_words() {
+        let all = [
+            Rejection::TermTooLarge,
+            Rejection::IndexTooLarge,
+            Rejection::BadAddress,
+            Rejection::EntriesNotContiguous,
+            Rejection::LogTermOutOfOrder,
+            Rejection::BadSnapshotMeta,
+            Rejection::ChunkOutOfRange,
+            Rejection::BadConflictHint,
+            Rejection::SameTermLeader,
+            Rejection::SnapshotChecksum,
+        ];
+        let words: std::collections::BTreeSet<String> = all.iter().map(|r| r.to_string()).collect();
+        assert_eq!(words.len(), all.len());
+        assert!(words.iter().all(|w| !w.is_empty()));
     }
 }
