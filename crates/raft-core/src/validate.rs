@@ -257,6 +257,21 @@ mod tests {
             Err(Rejection::BadSnapshotMeta),
             "a snapshot from a term after the sender's"
         );
+        for (index, term) in [(0, 2), (5, 0)] {
+            let meta = SnapshotMeta::of(index, term, b"0123456789");
+            let body = Body::InstallSnapshot {
+                meta,
+                conf: Default::default(),
+                offset: 0,
+                data: b"0123456789".to_vec(),
+                done: true,
+            };
+            assert_eq!(
+                check(&m(2, body)),
+                Err(Rejection::BadSnapshotMeta),
+                "no snapshot has index {index} and term {term}"
+            );
+        }
     }
 
     #[test]
@@ -270,6 +285,11 @@ mod tests {
         };
         assert_eq!(check(&m(3, conflict(9, None, 6))), Ok(()));
         assert_eq!(
+            check(&m(3, conflict(9, None, 10))),
+            Ok(()),
+            "just past the rejected index: nothing to skip"
+        );
+        assert_eq!(
             check(&m(3, conflict(9, None, 11))),
             Err(Rejection::BadConflictHint)
         );
@@ -277,5 +297,126 @@ mod tests {
             check(&m(3, conflict(9, Some(4), 2))),
             Err(Rejection::LogTermOutOfOrder)
         );
+    }
+
+    #[test]
+    fn senders_must_be_real_and_other_than_the_receiver() {
+        let hb = Body::Heartbeat { commit: 0, ctx: 0 };
+        let from = |from| Message {
+            from,
+            to: 1,
+            term: 1,
+            body: hb.clone(),
+        };
+        assert_eq!(check(&from(2)), Ok(()));
+        assert_eq!(check(&from(0)), Err(Rejection::BadAddress));
+        assert_eq!(check(&from(1)), Err(Rejection::BadAddress), "to itself");
+    }
+
+    #[test]
+    fn no_log_term_after_the_senders_term() {
+        let vote = |last_log_term| Body::RequestVote {
+            last_log_index: 3,
+            last_log_term,
+            pre_vote: false,
+            transfer: false,
+        };
+        assert_eq!(check(&m(3, vote(3))), Ok(()));
+        assert_eq!(check(&m(3, vote(4))), Err(Rejection::LogTermOutOfOrder));
+        assert_eq!(check(&m(3, append((4, 3), &[]))), Ok(()));
+        assert_eq!(
+            check(&m(3, append((4, 4), &[]))),
+            Err(Rejection::LogTermOutOfOrder),
+            "prev_log_term after the leader's term"
+        );
+    }
+
+    #[test]
+    fn the_last_entry_index_stays_in_range() {
+        assert_eq!(
+            check(&m(2, append((MAX_INDEX - 1, 2), &[(MAX_INDEX, 2)]))),
+            Ok(())
+        );
+        assert_eq!(
+            check(&m(2, append((MAX_INDEX, 2), &[(MAX_INDEX + 1, 2)]))),
+            Err(Rejection::IndexTooLarge)
+        );
+    }
+
+    #[test]
+    fn snapshot_replies_stay_inside_the_snapshot() {
+        let meta = SnapshotMeta::of(5, 2, b"0123456789");
+        let reply = |next_offset| Body::InstallSnapshotReply {
+            meta,
+            next_offset,
+            installed: false,
+        };
+        assert_eq!(check(&m(2, reply(10))), Ok(()));
+        assert_eq!(check(&m(2, reply(11))), Err(Rejection::ChunkOutOfRange));
+    }
+
+    #[test]
+    fn snapshot_configurations_are_sorted_lists_of_real_ids() {
+        use crate::conf::ConfState;
+        let meta = SnapshotMeta::of(5, 2, b"x");
+        let with = |voters: &[u64], learners: &[u64], outgoing: &[u64]| Body::InstallSnapshot {
+            meta,
+            conf: ConfState {
+                voters: voters.to_vec(),
+                learners: learners.to_vec(),
+                voters_outgoing: outgoing.to_vec(),
+            },
+            offset: 0,
+            data: b"x".to_vec(),
+            done: true,
+        };
+        assert_eq!(check(&m(2, with(&[1, 2, 3], &[4], &[1, 2]))), Ok(()));
+        assert_eq!(
+            check(&m(2, with(&[], &[], &[]))),
+            Ok(()),
+            "bootstrap voters"
+        );
+        let bad = [
+            with(&[2, 1, 3], &[], &[]),
+            with(&[1, 1, 3], &[], &[]),
+            with(&[0, 1], &[], &[]),
+            with(&[1, 2], &[5, 4], &[]),
+            with(&[1, 2], &[], &[3, 2]),
+            with(&[], &[], &[1, 2]),
+        ];
+        for body in bad {
+            assert_eq!(
+                check(&m(2, body.clone())),
+                Err(Rejection::BadSnapshotMeta),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bounds_leave_half_the_range_as_headroom() {
+        let hb = |commit| Body::Heartbeat { commit, ctx: 0 };
+        assert_eq!(check(&m(1 << 63, hb(0))), Err(Rejection::TermTooLarge));
+        assert_eq!(check(&m(1, hb(1 << 63))), Err(Rejection::IndexTooLarge));
+        assert_eq!(check(&m((1 << 63) - 1, hb((1 << 63) - 1))), Ok(()));
+    }
+
+    #[test]
+    fn every_rejection_has_its_own_words() {
+        let all = [
+            Rejection::TermTooLarge,
+            Rejection::IndexTooLarge,
+            Rejection::BadAddress,
+            Rejection::EntriesNotContiguous,
+            Rejection::LogTermOutOfOrder,
+            Rejection::BadSnapshotMeta,
+            Rejection::ChunkOutOfRange,
+            Rejection::BadConflictHint,
+            Rejection::SameTermLeader,
+            Rejection::SnapshotChecksum,
+        ];
+        let words: std::collections::BTreeSet<String> = all.iter().map(|r| r.to_string()).collect();
+        assert_eq!(words.len(), all.len());
+        assert!(words.iter().all(|w| !w.is_empty()));
     }
 }

@@ -104,6 +104,130 @@ fn a_partial_transfer_does_not_survive_a_term_change() {
     assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
 }
 
+// The same, without a term change: within one term only the sender that
+// began a transfer may continue it (a second sender in one term is no
+// honest leader, and its bytes must not be spliced in either).
+#[test]
+fn a_partial_transfer_is_continued_only_by_its_sender() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(3, 2, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "node 3 began nothing here"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// And one sender's transfer ends with its term: the same node leading again
+// in a later term starts over (its snapshot may be encoded anew).
+#[test]
+fn a_partial_transfer_is_not_continued_by_its_sender_in_a_later_term() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "term 3's transfer has not begun"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// A candidacy ends the transfer too: the node's own election moves it to a
+// new term without passing through a follower's term change.
+#[test]
+fn a_partial_transfer_does_not_survive_the_receivers_own_campaign() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    common::tick_until(&mut n, |n| n.role() == raft_core::Role::PreCandidate);
+    drain(&mut n);
+    n.step(common::vote_reply(3, 1, 3, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (raft_core::Role::Candidate, 3));
+    // Node 2 wins term 3 and (wrongly) goes on from the middle.
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[4..], 4)),
+        (0, false),
+        "term 3's transfer has not begun"
+    );
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 0);
+}
+
+// Figure 13, InstallSnapshot receiver: "Create new snapshot file if first
+// chunk (offset is 0)" — even from the same sender in the same term, a first
+// chunk (a late duplicate, or a transfer begun anew) throws away what came.
+#[test]
+fn a_first_chunk_always_starts_over() {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"0123456789ab".to_vec());
+    let c = |offset: usize| chunk(2, 2, s.meta, &s.data[offset..offset + 4], offset as u64);
+    assert_eq!(send_chunk(&mut n, c(0)), (4, false));
+    assert_eq!(send_chunk(&mut n, c(4)), (8, false));
+    assert_eq!(send_chunk(&mut n, c(0)), (4, false), "started over");
+    assert_eq!(send_chunk(&mut n, c(4)), (8, false));
+    assert_eq!(send_chunk(&mut n, c(8)), (12, true));
+    assert_eq!(n.storage().snapshot().unwrap(), s);
+}
+
+// A snapshot that covers nothing past the follower's commit index needs no
+// transfer: the first chunk is answered "installed" (committed entries are
+// the leader's own, so the follower already holds what it covers).
+#[test]
+fn a_snapshot_within_the_commit_index_is_not_transferred() {
+    let mut n = follower(1, 3, 2);
+    let entries: Vec<Entry> = (1..=5).map(|i| Entry::normal(i, 2, vec![])).collect();
+    let append = Body::AppendEntries {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 5,
+    };
+    n.step(msg(2, 1, 2, append)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 5);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (0, true)
+    );
+    assert_eq!(
+        n.storage().snapshot().unwrap().meta.index,
+        0,
+        "kept its log"
+    );
+}
+
+// §5.2: "If the leader's term is at least as large as the candidate's
+// current term, then the candidate recognizes the leader as legitimate and
+// returns to follower state." An InstallSnapshot is such an RPC.
+#[test]
+fn a_candidate_hearing_a_snapshot_of_its_term_becomes_a_follower() {
+    let mut n = follower(1, 3, 2);
+    common::tick_until(&mut n, |n| n.role() == raft_core::Role::PreCandidate);
+    drain(&mut n);
+    n.step(common::vote_reply(3, 1, 3, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (raft_core::Role::Candidate, 3));
+    let s = Snapshot::new(5, 3, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    assert_eq!((n.role(), n.leader()), (raft_core::Role::Follower, Some(2)));
+}
+
 // The finished image must match the length and CRC32C in its metadata.
 #[test]
 fn a_damaged_transfer_is_refused_and_asked_for_again() {
@@ -173,6 +297,96 @@ fn snapshot_replies_about_other_snapshots_are_not_believed() {
     assert_eq!(n.status().last_rejection, Some(Rejection::IndexTooLarge));
 }
 
+/// Node 1 leads a 3-node cluster, has committed 5 entries with node 3 and
+/// compacted through 4; node 2 (empty) answered a heartbeat and is being
+/// sent that snapshot. Returns the leader and the first chunk's metadata.
+fn leader_sending_snapshot() -> (Node<MemStorage>, SnapshotMeta) {
+    let mut n = leader_with(5);
+    assert_eq!(n.status().commit, 5);
+    n.snapshot(4, b"state at 4".to_vec()).unwrap();
+    drain(&mut n);
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let beat = drain(&mut n).into_iter().find(|m| m.to == 2).unwrap();
+    let Body::Heartbeat { ctx, .. } = beat.body else {
+        panic!("a heartbeat: {beat:?}");
+    };
+    let term = n.term();
+    n.step(msg(2, 1, term, Body::HeartbeatReply { ctx }))
+        .unwrap();
+    let meta = drain(&mut n)
+        .into_iter()
+        .find_map(|m| match m.body {
+            Body::InstallSnapshot { meta, .. } if m.to == 2 => Some(meta),
+            _ => None,
+        })
+        .expect("the snapshot goes to node 2");
+    assert_eq!(meta.index, 4);
+    (n, meta)
+}
+
+// Only a reply about the snapshot pinned for the transfer counts: its index
+// is the one the leader knows to be in its log. A reply naming another
+// snapshot, even to a follower that is being sent one, moves nothing.
+#[test]
+fn during_a_transfer_only_replies_about_the_pinned_snapshot_count() {
+    let (mut n, pinned) = leader_sending_snapshot();
+    let term = n.term();
+    let reply = |meta, next_offset, installed| {
+        msg(
+            2,
+            1,
+            term,
+            Body::InstallSnapshotReply {
+                meta,
+                next_offset,
+                installed,
+            },
+        )
+    };
+    for other in [
+        SnapshotMeta::of(101, term, b""),
+        SnapshotMeta::of(5, term, b"state at 5"),
+        SnapshotMeta::of(4, term, b"other bytes"),
+    ] {
+        n.step(reply(other, 0, true)).unwrap();
+        assert!(drain(&mut n).is_empty(), "{other:?}");
+        assert_eq!(n.match_index(2), Some(0), "{other:?}");
+    }
+    n.step(reply(pinned, pinned.size, true)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.match_index(2), Some(4));
+}
+
+// Heartbeats carry no log position, so a follower cannot check them against
+// its log: the commit index they carry is capped at what the follower is
+// known to hold, and a follower never commits past its own last entry.
+#[test]
+fn a_heartbeat_carries_no_commit_past_the_followers_match() {
+    let mut n = leader_with(3);
+    assert_eq!(n.status().commit, 3);
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let commits: Vec<(NodeId, u64)> = drain(&mut n)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Heartbeat { commit, .. } => Some((m.to, commit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, [(2, 0), (3, 3)], "node 2 is known to hold nothing");
+    // A follower told of a commit index past its log commits what it holds.
+    let mut f = follower(1, 3, 2);
+    f.storage_mut()
+        .append(&[Entry::normal(1, 2, b"a".to_vec())])
+        .unwrap();
+    let mut f = Node::new(config(1, 3), f.into_storage()).unwrap();
+    f.step(msg(2, 1, 2, Body::Heartbeat { commit: 3, ctx: 0 }))
+        .unwrap();
+    drain(&mut f);
+    assert_eq!(f.status().commit, 1, "never past its last index");
+}
+
 // Review finding: a peer's term of u64::MAX was adopted and the next
 // campaign overflowed (a panic in debug builds; term 0 in release).
 #[test]
@@ -225,6 +439,64 @@ fn a_snapshot_older_than_one_in_an_unpersisted_ready_is_refused() {
     n.advance();
     assert_eq!(n.storage().first_index(), 9);
     n.snapshot(10, b"at 10".to_vec()).unwrap();
+}
+
+// §7: a snapshot replaces the log up to its index, so a new one must lie
+// past the stored one. Once the earlier snapshot is persisted, the floor is
+// the stored snapshot's index, and a restart keeps it.
+#[test]
+fn a_snapshot_at_or_below_the_stored_one_is_refused() {
+    let mut n = Node::new(config(1, 1), MemStorage::new()).unwrap();
+    common::tick_until(&mut n, |n| n.is_leader());
+    for i in 0..10u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    n.snapshot(8, b"at 8".to_vec()).unwrap();
+    drain(&mut n);
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 8);
+    let refused = |n: &mut Node<MemStorage>, index| {
+        assert!(
+            matches!(
+                n.snapshot(index, b"old".to_vec()),
+                Err(Error::BadSnapshotIndex { snapshot: 8, .. })
+            ),
+            "snapshot at {index} below the stored one at 8"
+        );
+    };
+    refused(&mut n, 5);
+    refused(&mut n, 8);
+    let mut n = Node::new(config(1, 1), n.into_storage()).unwrap();
+    refused(&mut n, 5);
+    assert_eq!(n.storage().snapshot().unwrap().meta.index, 8);
+}
+
+// The application may take a snapshot of its own just before the leader's
+// snapshot is installed, both waiting for the same Ready. The leader's one
+// covers it: the older local snapshot is dropped, so that persisting the
+// Ready never writes a snapshot older than the one just stored.
+#[test]
+fn a_pending_local_snapshot_below_an_installed_one_is_dropped() {
+    let mut n = follower(1, 3, 2);
+    let entries: Vec<Entry> = (1..=3).map(|i| Entry::normal(i, 2, vec![])).collect();
+    let append = Body::AppendEntries {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 3,
+    };
+    n.step(msg(2, 1, 2, append)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().applied, 3);
+    n.snapshot(3, b"local at 3".to_vec()).unwrap();
+    let s = Snapshot::new(5, 2, b"leader at 5".to_vec());
+    n.step(chunk(2, 2, s.meta, &s.data, 0)).unwrap();
+    let rd = n.ready().unwrap();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.meta.index), Some(5));
+    assert!(rd.local_snapshot.is_none(), "covered by the leader's");
+    persist(n.storage_mut(), &rd).unwrap();
+    n.advance();
+    assert_eq!(n.storage().snapshot().unwrap(), s);
 }
 
 // The narrowed promise: a request that passes the door gets exactly one

@@ -457,6 +457,62 @@ fn pre_vote_does_not_raise_terms() {
     }
 }
 
+/// "A candidate would first ask other servers whether its log was
+/// up-to-date enough to get their vote." — thesis §9.6. A PreVote asks about
+/// the next term: one for a term the voter is already in could only lead to
+/// an election the voter refuses, so it is not granted however good the log.
+#[test]
+fn pre_vote_is_granted_only_for_a_term_past_the_voters() {
+    let pre_vote = |term| {
+        msg(
+            3,
+            2,
+            term,
+            Body::RequestVote {
+                last_log_index: 1,
+                last_log_term: 1,
+                pre_vote: true,
+                transfer: false,
+            },
+        )
+    };
+    let mut f = node_with_log(2, 3, &[1], 2);
+    f.step(pre_vote(2)).unwrap();
+    assert_eq!(
+        granted(&drain(&mut f)),
+        Some(false),
+        "term 2 is already here"
+    );
+    f.step(pre_vote(3)).unwrap();
+    assert_eq!(granted(&drain(&mut f)), Some(true), "term 3 would be new");
+    assert_eq!(f.term(), 2, "a PreVote never moves the voter's term");
+}
+
+/// "A candidate would first ask other servers whether its log was
+/// up-to-date enough to get their vote." — thesis §9.6. Only answers to that
+/// question count in a PreVote round: a late refusal of a real vote from an
+/// earlier candidacy in the same term must not end it.
+#[test]
+fn a_late_real_vote_refusal_does_not_end_a_pre_vote_round() {
+    let mut n = node(1, 3);
+    let pre_term = tick_until_campaign(&mut n)[0].term;
+    assert_eq!(n.role(), Role::PreCandidate);
+    let term = n.term();
+    let reply = |from, term, granted, pre_vote| {
+        msg(from, 1, term, Body::RequestVoteReply { granted, pre_vote })
+    };
+    n.step(reply(2, term, false, false)).unwrap();
+    n.step(reply(3, term, false, true)).unwrap();
+    assert_eq!(
+        n.role(),
+        Role::PreCandidate,
+        "only node 3 refused this round"
+    );
+    n.step(reply(2, pre_term, true, true)).unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (Role::Candidate, pre_term));
+}
+
 /// "If a server receives a RequestVote RPC within the minimum election
 /// timeout of hearing from a current leader, it does not update its term or
 /// grant its vote." — §6
@@ -472,6 +528,38 @@ fn follower_with_live_leader_ignores_vote_requests() {
         1,
         "term unchanged while the leader is alive (§4.2.3)"
     );
+}
+
+/// "If RPC request or response contains term T > currentTerm: set
+/// currentTerm = T, convert to follower." (Figure 2, Rules for Servers) —
+/// §5.1. Ignoring votes under a live leader (§4.2.3) comes with CheckQuorum
+/// (thesis §6.2), which bounds how long a leader can hold followers; with
+/// CheckQuorum off, Figure 2's rule applies as written.
+#[test]
+fn without_check_quorum_vote_requests_are_heard_under_a_live_leader() {
+    let mut c = config(2, 3);
+    c.check_quorum = false;
+    let mut f = Node::new(c, MemStorage::new()).unwrap();
+    f.step(append(1, 2, 1, (0, 0), &[], 0)).unwrap();
+    drain(&mut f);
+    f.step(vote_req(3, 2, 5, 10, 5)).unwrap();
+    assert_eq!(granted(&drain(&mut f)), Some(true));
+    assert_eq!(f.term(), 5);
+}
+
+/// "A leader in Raft steps down if an election timeout elapses without a
+/// successful round of heartbeats to a majority of its cluster." — thesis
+/// §6.2. Only with CheckQuorum: without it, a leader hearing nobody stays.
+#[test]
+fn without_check_quorum_an_isolated_leader_stays() {
+    let mut c = config(1, 3);
+    c.check_quorum = false;
+    let mut leader = elect_with(Node::new(c, MemStorage::new()).unwrap(), 2..=3);
+    for _ in 0..25 {
+        leader.tick().unwrap();
+        drain(&mut leader);
+    }
+    assert_eq!(leader.role(), Role::Leader);
 }
 
 /// "A leader in Raft steps down if an election timeout elapses without a

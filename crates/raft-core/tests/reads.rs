@@ -238,6 +238,82 @@ fn lease_reads_skip_the_round_only_while_the_lease_holds() {
     assert!(collect(&mut n).1.is_empty());
 }
 
+/// Thesis §6.4.1: the lease lasts about an election timeout, counted from
+/// when the confirming heartbeats were sent (the voters' timers restarted no
+/// earlier than that), shortened by the clock-drift bound. With an election
+/// timeout of 10 ticks and a 10% margin, a round sent at tick t covers reads
+/// through tick t + 8, however late it was answered.
+#[test]
+fn a_lease_runs_from_when_its_round_was_sent_minus_the_drift_margin() {
+    let mut n = leader(3, |c| c.lease_reads = true);
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let (msgs, _) = collect(&mut n);
+    let round = round_to(&msgs, 2).expect("the round at tick t");
+    for _ in 0..4 {
+        n.tick().unwrap();
+        collect(&mut n);
+    }
+    // Answered 4 ticks late: the lease still dates from tick t.
+    n.step(ack(2, term, round)).unwrap();
+    collect(&mut n);
+    for _ in 0..4 {
+        n.tick().unwrap();
+        collect(&mut n);
+    }
+    n.read_index(1).unwrap();
+    let (msgs, reads) = collect(&mut n);
+    assert_eq!(reads, [ReadState { ctx: 1, index: 1 }], "tick t + 8");
+    assert!(round_to(&msgs, 2).is_none());
+    n.tick().unwrap();
+    collect(&mut n);
+    assert!(n.is_leader());
+    n.read_index(2).unwrap();
+    let (msgs, reads) = collect(&mut n);
+    assert!(reads.is_empty(), "tick t + 9: the lease has run out");
+    assert!(round_to(&msgs, 2).is_some(), "the read takes a round");
+}
+
+/// Leases are off by default: every read takes a heartbeat round of its own,
+/// even just after one was confirmed (thesis §6.4).
+#[test]
+fn without_leases_every_read_takes_a_round() {
+    let mut n = leader(3, |_| {});
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let (msgs, _) = collect(&mut n);
+    n.step(ack(2, term, round_to(&msgs, 2).unwrap())).unwrap();
+    collect(&mut n);
+    n.read_index(1).unwrap();
+    let (msgs, reads) = collect(&mut n);
+    assert!(reads.is_empty());
+    assert!(round_to(&msgs, 2).is_some());
+}
+
+/// Leadership transfer lets another server win an election before the
+/// lease would expire (thesis §3.10, §6.4.1): once a transfer begins, no
+/// read is served by the lease.
+#[test]
+fn a_transfer_ends_the_lease() {
+    let mut n = leader(3, |c| c.lease_reads = true);
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let (msgs, _) = collect(&mut n);
+    n.step(ack(2, term, round_to(&msgs, 2).unwrap())).unwrap();
+    collect(&mut n);
+    n.read_index(1).unwrap();
+    assert_eq!(collect(&mut n).1.len(), 1, "the lease holds");
+    n.transfer_leader(3).unwrap();
+    collect(&mut n);
+    n.read_index(2).unwrap();
+    let (msgs, reads) = collect(&mut n);
+    assert!(reads.is_empty(), "not by lease during a transfer");
+    assert!(round_to(&msgs, 2).is_some());
+}
+
 /// A lease rests on voters refusing other candidates for an election timeout
 /// (thesis §6.4.1 with §4.2.3); a voter that just restarted may have made
 /// that promise before, so with leases on it refuses votes for one election
