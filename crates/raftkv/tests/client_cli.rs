@@ -133,12 +133,13 @@ fn bench_runs_a_short_round_on_its_own_cluster() {
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() == 6 && w[0].parse::<u32>().is_ok())
+        .filter(|w| w.len() == 7 && w[0] == "raftkv" && w[1].parse::<u32>().is_ok())
         .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    let clients: Vec<&str> = rows.iter().map(|w| w[1]).collect();
+    assert_eq!(clients, ["1", "4"], "{stdout}");
     for row in rows {
         assert!(
-            row[1].parse::<f64>().unwrap() > 0.0,
+            row[2].parse::<f64>().unwrap() > 0.0,
             "no write went through: {stdout}"
         );
     }
