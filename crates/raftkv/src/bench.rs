@@ -225,7 +225,9 @@ async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> 
                 order.reverse();
             }
             for i in order {
-                let sampler = args.memory.then(|| Sampler::start(pids.to_vec()));
+                // Only raftkv's nodes are sampled (their pids are known).
+                let own = matches!(targets[i], Target::Raftkv(_));
+                let sampler = (args.memory && own).then(|| Sampler::start(pids.to_vec()));
                 let r = round(&targets[i], n, args.warmup, args.secs).await;
                 let memory = match sampler {
                     Some(s) => s.stop().await,
