@@ -16,7 +16,6 @@
 //! what each node holds in memory against the raw bytes stored.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -542,24 +541,7 @@ impl LocalCluster {
         };
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
-        let listeners = (0..2 * args.nodes)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .collect::<Result<_, _>>()?;
-        drop(listeners);
-        let peers: BTreeMap<u64, PeerAddrs> = (1..=args.nodes)
-            .map(|id| {
-                let i = 2 * (id as usize - 1);
-                let addrs = PeerAddrs {
-                    raft: format!("127.0.0.1:{}", ports[i]),
-                    client: format!("127.0.0.1:{}", ports[i + 1]),
-                };
-                (id, addrs)
-            })
-            .collect();
+        let peers = crate::cluster::loopback_peers(args.nodes)?;
         let exe = std::env::current_exe().context("cannot find the raftkv executable")?;
         let mut children = Vec::new();
         for &id in peers.keys() {

@@ -76,17 +76,7 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         }
     };
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    let ports = free_ports(2 * args.nodes as usize)?;
-    let peers: BTreeMap<u64, PeerAddrs> = (1..=args.nodes)
-        .map(|id| {
-            let i = 2 * (id as usize - 1);
-            let addrs = PeerAddrs {
-                raft: format!("127.0.0.1:{}", ports[i]),
-                client: format!("127.0.0.1:{}", ports[i + 1]),
-            };
-            (id, addrs)
-        })
-        .collect();
+    let peers = loopback_peers(args.nodes)?;
     let exe = std::env::current_exe().context("cannot find the raftkv executable")?;
     let mut members = Vec::new();
     for (&id, addrs) in &peers {
@@ -131,6 +121,21 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     stop_all(&mut members).await;
     println!("stopped");
     result
+}
+
+/// Nodes 1..=`nodes` on 127.0.0.1, each with a free Raft and client port.
+pub(crate) fn loopback_peers(nodes: u64) -> anyhow::Result<BTreeMap<u64, PeerAddrs>> {
+    let ports = free_ports(2 * nodes as usize)?;
+    Ok((1..=nodes)
+        .map(|id| {
+            let i = 2 * (id as usize - 1);
+            let addrs = PeerAddrs {
+                raft: format!("127.0.0.1:{}", ports[i]),
+                client: format!("127.0.0.1:{}", ports[i + 1]),
+            };
+            (id, addrs)
+        })
+        .collect())
 }
 
 /// `n` distinct free ports on 127.0.0.1 (held open together while chosen).
