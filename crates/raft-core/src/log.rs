@@ -385,5 +385,151 @@ mod tests {
         assert_eq!(log.last_index_of_term(1, 5), Some(2));
         assert_eq!(log.last_index_of_term(2, 5), None);
         assert_eq!(log.last_index_of_term(3, 9), Some(5));
+        // An index the log does not hold: the first index above the floor.
+        assert_eq!(log.first_index_of_term(9, 0), 1);
+        assert_eq!(log.first_index_of_term(9, 2), 3);
+    }
+    /// A log of `stored` entries in storage (term 1) and `tail` more in the
+    /// unstable tail (term 2), each entry 32 bytes.
+    fn split_log(stored: u64, tail: u64) -> RaftLog<MemStorage> {
+        let mut s = MemStorage::new();
+        s.append(&ents(1..=stored, 1)).unwrap();
+        let mut log = RaftLog::new(s, 0);
+        log.append(&ents(stored + 1..=stored + tail, 2));
+        log
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<Index> {
+        entries.iter().map(|e| e.index).collect()
+    }
+
+    #[test]
+    fn a_pending_snapshot_answers_for_its_own_index_only() {
+        let mut log = split_log(3, 0);
+        log.restore(Snapshot::new(10, 4, vec![1, 2, 3]));
+        assert_eq!(log.term(10).ok(), Some(4));
+        assert!(matches!(log.term(9), Err(StorageError::Compacted(9))));
+        assert!(matches!(log.term(11), Err(StorageError::Unavailable(11))));
+        assert_eq!((log.first_index(), log.last_index()), (11, 10));
+    }
+
+    #[test]
+    fn the_byte_limit_stops_in_storage_before_the_tail() {
+        // Entries are 32 bytes: 70 bytes hold two from storage, and the
+        // unstable tail must not be appended after the cut.
+        let log = split_log(4, 2);
+        assert_eq!(indexes(&log.entries(1, 7, 70).unwrap()), [1, 2]);
+        // A limit that takes all of storage goes on into the tail.
+        assert_eq!(indexes(&log.entries(2, 7, 32 * 4).unwrap()), [2, 3, 4, 5]);
+        assert_eq!(
+            indexes(&log.entries(1, 7, u64::MAX).unwrap()),
+            [1, 2, 3, 4, 5, 6]
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_counts_within_the_tail() {
+        let log = split_log(0, 5);
+        // Always at least one entry, even past the limit.
+        assert_eq!(indexes(&log.entries(1, 6, 1).unwrap()), [1]);
+        assert_eq!(indexes(&log.entries(1, 6, 32).unwrap()), [1]);
+        assert_eq!(indexes(&log.entries(1, 6, 63).unwrap()), [1]);
+        assert_eq!(indexes(&log.entries(1, 6, 64).unwrap()), [1, 2]);
+        assert_eq!(indexes(&log.entries(2, 6, 100).unwrap()), [2, 3, 4]);
+        assert_eq!(
+            indexes(&log.entries(1, 6, 32 * 5).unwrap()),
+            [1, 2, 3, 4, 5]
+        );
+        // Storage's bytes count against the same limit as the tail's.
+        let log = split_log(2, 3);
+        assert_eq!(indexes(&log.entries(1, 6, 32 * 3).unwrap()), [1, 2, 3]);
+        assert_eq!(indexes(&log.entries(2, 6, 32 * 3 + 31).unwrap()), [2, 3, 4]);
+    }
+
+    #[test]
+    fn a_conflict_inside_the_unstable_tail_truncates_it() {
+        let mut log = split_log(2, 6); // 1..=2 stored, 3..=8 unstable
+        assert_eq!(log.append(&ents(5..=6, 3)), 6);
+        let terms: Vec<Term> = log
+            .entries(1, 9, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.term)
+            .collect();
+        assert_eq!(terms, [1, 1, 2, 2, 3, 3]);
+
+        let mut log = split_log(2, 6);
+        assert_eq!(log.append_owned(ents(5..=6, 3)), 6);
+        let terms: Vec<Term> = log
+            .entries(1, 9, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.term)
+            .collect();
+        assert_eq!(terms, [1, 1, 2, 2, 3, 3]);
+        assert_eq!(indexes(log.unstable_entries()), [3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_byte_limit_hit_in_storage_never_skips_to_the_tail() {
+        // Entry 3 (stored) is large, entry 4 (unstable) small: a cut before
+        // 3 must not let 4 in after 2, which would leave a gap.
+        let mut s = MemStorage::new();
+        s.append(&ents(1..=2, 1)).unwrap();
+        s.append(&[Entry::normal(3, 1, vec![0; 200])]).unwrap();
+        let mut log = RaftLog::new(s, 0);
+        log.append(&ents(4..=5, 2));
+        assert_eq!(indexes(&log.entries(1, 6, 100).unwrap()), [1, 2]);
+    }
+
+    #[test]
+    fn persisting_outside_the_tail_changes_nothing() {
+        let mut log = split_log(2, 3); // 1..=2 stored, 3..=5 unstable
+        log.stable_to(2, 1); // already stored
+        log.stable_to(9, 2); // past the tail
+        log.stable_to(4, 1); // the tail holds term 2 there
+        assert_eq!(indexes(log.unstable_entries()), [3, 4, 5]);
+        log.stable_to(4, 2);
+        assert_eq!(indexes(log.unstable_entries()), [5]);
+        assert_eq!(log.persisted_index(), 4);
+    }
+    #[test]
+    fn the_apply_cursor_never_moves_back_nor_past_the_commit() {
+        let mut log = split_log(5, 0);
+        log.commit_to(3);
+        log.applied_to(2);
+        log.applied_to(4); // not committed yet
+        assert_eq!(log.applied(), 2);
+        log.applied_to(3);
+        log.applied_to(1); // behind
+        assert_eq!(log.applied(), 3);
+        assert!(!log.has_next_committed());
+        log.commit_to(5);
+        assert!(log.has_next_committed());
+        assert_eq!(indexes(&log.next_committed(u64::MAX).unwrap()), [4, 5]);
+    }
+
+    #[test]
+    fn committed_entries_after_a_snapshot_wait_to_be_applied() {
+        let mut log = split_log(0, 0);
+        log.restore(Snapshot::new(10, 2, Vec::new()));
+        assert!(!log.has_next_committed());
+        log.append(&ents(11..=12, 2));
+        log.commit_to(11);
+        assert!(log.has_next_committed());
+        assert_eq!(indexes(&log.next_committed(u64::MAX).unwrap()), [11]);
+    }
+
+    #[test]
+    fn a_snapshot_that_conflicts_with_the_log_drops_the_whole_tail() {
+        let mut log = split_log(5, 0); // term 1 throughout
+        log.restore(Snapshot::new(3, 2, Vec::new()));
+        assert_eq!(log.last_index(), 3);
+        assert!(log.unstable_entries().is_empty());
+        // One that matches keeps what follows it.
+        let mut log = split_log(5, 0);
+        log.restore(Snapshot::new(3, 1, Vec::new()));
+        assert_eq!(log.last_index(), 5);
+        assert_eq!(indexes(log.unstable_entries()), [4, 5]);
     }
 }
