@@ -120,10 +120,14 @@ impl Target {
         }
     }
 
-    /// One write; whether it was acknowledged.
-    async fn put(&mut self, key: String, value: Bytes) -> bool {
+    /// One write; the error that refused it, if any.
+    async fn put(&mut self, key: String, value: Bytes) -> Result<(), String> {
         match self {
-            Target::Raftkv(c) => c.put(key, value).await.is_ok(),
+            Target::Raftkv(c) => c
+                .put(key, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             #[cfg(feature = "etcd")]
             Target::Etcd(e) => e.put(key, value).await,
         }
@@ -139,6 +143,8 @@ pub struct Round {
     pub ops: u64,
     /// Writes that failed.
     pub errors: u64,
+    /// What refused the first failed write, if one failed.
+    pub first_error: Option<String>,
     /// Measured seconds.
     pub secs: f64,
     /// Latency percentiles, in microseconds: p50, p99, p999.
@@ -261,7 +267,7 @@ fn print_round(args: &BenchArgs, system: &str, r: &Round, memory: &[(u64, u64, u
             "{}",
             json!({
                 "system": system,
-                "clients": r.clients, "ops": r.ops, "errors": r.errors, "secs": r.secs,
+                "clients": r.clients, "ops": r.ops, "errors": r.errors, "first_error": r.first_error, "secs": r.secs,
                 "writes_per_sec": r.ops as f64 / r.secs,
                 "p50_ms": ms(r.p[0]), "p99_ms": ms(r.p[1]), "p999_ms": ms(r.p[2]),
                 "memory": memory,
@@ -280,6 +286,9 @@ fn print_round(args: &BenchArgs, system: &str, r: &Round, memory: &[(u64, u64, u
         ms(r.p[2]),
         r.errors
     );
+    if let Some(e) = &r.first_error {
+        println!("{:>8} first error: {e}", "");
+    }
     for (id, lo, hi) in memory {
         println!(
             "{:>8} node {id} resident memory {:.1}–{:.1} MiB during the round",
@@ -361,7 +370,7 @@ async fn fill(target: &Target, keys: u64, pids: &[(u64, u32)], json: bool) {
                 }
                 let key = format!("{k:0width$}", width = KEY_BYTES);
                 // A failed write is retried: the fill must hold every key.
-                while !t.put(key.clone(), value.clone()).await {
+                while t.put(key.clone(), value.clone()).await.is_err() {
                     failed += 1;
                 }
             }
@@ -461,6 +470,7 @@ pub async fn round(target: &Target, n: usize, warmup: f64, secs: f64) -> Round {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut first_error = None;
             let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
             loop {
                 let key = format!(
@@ -472,25 +482,29 @@ pub async fn round(target: &Target, n: usize, warmup: f64, secs: f64) -> Round {
                 if t >= end {
                     break;
                 }
-                let ok = target.put(key, value.clone()).await;
+                let result = target.put(key, value.clone()).await;
                 let done = Instant::now();
                 if t >= begin && done <= end {
-                    if ok {
-                        lat.push(done.duration_since(t).as_micros() as u64);
-                    } else {
-                        errors += 1;
+                    match result {
+                        Ok(()) => lat.push(done.duration_since(t).as_micros() as u64),
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
                     }
                 }
             }
-            (lat, errors)
+            (lat, errors, first_error)
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     for t in tasks {
-        if let Ok((lat, e)) = t.await {
+        if let Ok((lat, e, first)) = t.await {
             all.extend(lat);
             errors += e;
+            first_error = first_error.or(first);
         }
     }
     all.sort_unstable();
@@ -498,6 +512,7 @@ pub async fn round(target: &Target, n: usize, warmup: f64, secs: f64) -> Round {
         clients: n,
         ops: all.len() as u64,
         errors,
+        first_error,
         secs,
         p: [
             percentile(&all, 0.5),

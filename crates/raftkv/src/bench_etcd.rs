@@ -51,8 +51,12 @@ impl Etcd {
         Etcd { conns: vec![conn] }
     }
 
-    /// One put; whether etcd acknowledged it.
-    pub async fn put(&mut self, key: String, value: Bytes) -> bool {
-        self.conns[0].put(key, value.to_vec(), None).await.is_ok()
+    /// One put; the error that refused it, if any.
+    pub async fn put(&mut self, key: String, value: Bytes) -> Result<(), String> {
+        self.conns[0]
+            .put(key, value.to_vec(), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
