@@ -191,11 +191,8 @@ impl<S: Storage> Node<S> {
             // New members hear from the leader at once.
             self.pending_send = true;
         }
-        if let Some(to) = self.transferee {
-            if !self.tracker.is_voter(to) {
-                self.transferee = None;
-            }
-        }
+        // A transfer's target stays a voter: during a transfer proposals are
+        // refused and leaving a joint configuration waits (`after_commit`).
     }
 
     /// After the commit index moved on the leader: leave a committed joint
@@ -207,6 +204,13 @@ impl<S: Storage> Node<S> {
         }
         let committed = self.log.committed();
         if self.confs.last_index() > committed {
+            return;
+        }
+        // Not while a transfer is under way: its target was sent TimeoutNow
+        // on holding the whole log, and a new entry now would make its
+        // campaign fail. The new leader appends C_new itself once its first
+        // entry commits; an abandoned transfer comes back here.
+        if self.transferee.is_some() {
             return;
         }
         // Read in place: this runs on every commit, and a copy of the
@@ -283,6 +287,9 @@ impl<S: Storage> Node<S> {
             self.transfer_elapsed += 1;
             if self.transfer_elapsed >= self.cfg.election_tick {
                 self.transferee = None;
+                // What waited for the transfer (leaving a joint
+                // configuration, stepping down) goes on now.
+                self.after_commit();
             }
         }
     }
@@ -297,5 +304,59 @@ impl<S: Storage> Node<S> {
             return Ok(());
         }
         self.start_election(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf_entry(index: Index, voters: &[NodeId]) -> Entry {
+        let data = ConfEntry {
+            change: ConfChange::AddVoter(voters[voters.len() - 1]),
+            conf: ConfState::new(voters),
+            context: Vec::new(),
+        }
+        .encode();
+        Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Config,
+            data: Bytes::from(data),
+        }
+    }
+
+    /// Configurations at 5 ({1,2,3,4}) and 10 ({1,2,3,4,5}) over a base of {1,2,3}.
+    fn two_changes() -> ConfLog {
+        let mut confs = ConfLog::new(ConfState::new(&[1, 2, 3]));
+        confs.appended(5, &[conf_entry(5, &[1, 2, 3, 4])]);
+        confs.appended(10, &[conf_entry(10, &[1, 2, 3, 4, 5])]);
+        confs
+    }
+
+    #[test]
+    fn a_replaced_suffix_takes_its_configurations_with_it() {
+        let mut confs = two_changes();
+        confs.appended(8, &[Entry::normal(8, 2, vec![])]);
+        assert_eq!(confs.current(), &ConfState::new(&[1, 2, 3, 4]));
+        assert_eq!(confs.last_index(), 5);
+        confs.appended(3, &[]);
+        assert_eq!(confs.current(), &ConfState::new(&[1, 2, 3]));
+        assert_eq!(confs.last_index(), 0);
+    }
+
+    #[test]
+    fn compaction_folds_covered_configurations_into_the_base() {
+        let mut confs = two_changes();
+        confs.compacted(7);
+        assert_eq!(confs.base, ConfState::new(&[1, 2, 3, 4]));
+        assert_eq!(confs.entries.len(), 1, "only the entry after 7 is kept");
+        assert_eq!(confs.current(), &ConfState::new(&[1, 2, 3, 4, 5]));
+        assert_eq!(confs.at(8), &ConfState::new(&[1, 2, 3, 4]));
+        // Compacting through the last one leaves the base alone in the log.
+        confs.compacted(10);
+        assert_eq!(confs.base, ConfState::new(&[1, 2, 3, 4, 5]));
+        assert!(confs.entries.is_empty());
+        assert_eq!(confs.last_index(), 0);
     }
 }

@@ -180,6 +180,11 @@ impl<S: Storage> Node<S> {
         if probe || behind {
             self.send_append(from, probe)?;
         }
+        if self.transferee == Some(from) {
+            // TimeoutNow may have been lost: a target that holds the whole
+            // log and still follows gets it again.
+            self.try_finish_transfer(from)?;
+        }
         Ok(())
     }
 

@@ -440,3 +440,133 @@ fn a_removed_server_does_not_disrupt_the_cluster() {
     assert_eq!(c.leader(), Some(l));
     assert_eq!(c.node(l).term(), term);
 }
+
+/// A joint entry that commits together with entries after it is still left
+/// for C_new: "once C_old,new has been committed ... the leader creates a
+/// log entry describing C_new" — §6.
+#[test]
+fn a_joint_configuration_is_left_even_when_later_entries_commit_with_it() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    let l = c.elect();
+    c.add_node(joiner(4));
+    let joint = ConfChange::Joint {
+        voters: vec![1, 2, 3, 4],
+        learners: vec![],
+    };
+    c.node(l).propose_conf_change(joint, vec![]).unwrap();
+    c.node(l).propose(b"right behind it".to_vec()).unwrap();
+    c.settle();
+    c.run(2);
+    assert!(
+        !c.node(l).conf().is_joint(),
+        "the leader stayed in C_old,new"
+    );
+    assert_eq!(c.node(l).conf(), &ConfState::new(&[1, 2, 3, 4]));
+}
+
+/// A leader removed from the configuration hands over to a voter that holds
+/// its whole log (thesis §3.10), not to one that lags and could not win.
+#[test]
+fn a_removed_leader_hands_over_to_a_caught_up_voter() {
+    let mut c = Cluster::new(&[1, 2, 3, 4, 5]);
+    let l = c.elect();
+    let lagging = *c.nodes.keys().find(|&&id| id != l).unwrap();
+    c.cut.insert(lagging);
+    c.propose(b"the lagging voter misses this");
+    c.change(ConfChange::Remove(l)).unwrap();
+    // No tick: the handover happens as the removal commits.
+    let nl = c.leader().expect("a caught-up voter leads at once");
+    assert!(nl != l && nl != lagging);
+}
+
+/// A transfer waits up to an election timeout for a target that is behind:
+/// proposals stay refused meanwhile, and the transfer completes once the
+/// target catches up — thesis §3.10.
+#[test]
+fn a_transfer_waits_for_a_slow_target_up_to_an_election_timeout() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    let l = c.elect();
+    let to = if l == 3 { 1 } else { 3 };
+    c.cut.insert(to);
+    c.node(l).transfer_leader(to).unwrap();
+    c.run(3); // election_tick is 10
+    assert!(matches!(
+        c.node(l).propose(b"held".to_vec()),
+        Err(Error::Transferring { .. })
+    ));
+    c.cut.clear();
+    c.run(5); // 8 ticks in all: still within the election timeout
+    assert_eq!(c.leader(), Some(to));
+}
+
+/// A transfer under way survives a configuration change that keeps its
+/// target a voter (here the leader's own C_old,new → C_new step).
+#[test]
+fn a_transfer_survives_a_change_that_keeps_its_target() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    let l = c.elect();
+    let to = if l == 3 { 1 } else { 3 };
+    c.add_node(joiner(4));
+    let joint = ConfChange::Joint {
+        voters: vec![1, 2, 3, 4],
+        learners: vec![],
+    };
+    c.node(l).propose_conf_change(joint, vec![]).unwrap();
+    c.node(l).transfer_leader(to).unwrap();
+    c.settle();
+    c.run(8);
+    assert!(!c.node(l).conf().is_joint());
+    assert_eq!(c.leader(), Some(to));
+}
+
+/// TimeoutNow counts only from this node's leader, and only a voter that
+/// follows campaigns on it (thesis §3.10).
+#[test]
+fn timeout_now_is_heeded_only_from_the_leader_by_a_voting_follower() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    let l = c.elect();
+    let others: Vec<NodeId> = c.nodes.keys().copied().filter(|&id| id != l).collect();
+    let (f, g) = (others[0], others[1]);
+    let term = c.node(f).term();
+    // From a fellow follower: ignored.
+    c.node(f).step(msg(g, f, term, Body::TimeoutNow)).unwrap();
+    assert_eq!((c.node(f).role(), c.node(f).term()), (Role::Follower, term));
+    // At the leader itself, from a follower: ignored.
+    c.node(l).step(msg(f, l, term, Body::TimeoutNow)).unwrap();
+    assert_eq!((c.node(l).role(), c.node(l).term()), (Role::Leader, term));
+    // A learner following the leader: ignored.
+    c.add_node(joiner(4));
+    c.change(ConfChange::AddLearner(4)).unwrap();
+    c.run(2);
+    let term = c.node(l).term();
+    c.node(4).step(msg(l, 4, term, Body::TimeoutNow)).unwrap();
+    assert_eq!(c.node(4).role(), Role::Follower);
+    assert_eq!(c.node(4).term(), term);
+    // The leader's own TimeoutNow to a voter: it campaigns.
+    c.node(f).step(msg(l, f, term, Body::TimeoutNow)).unwrap();
+    assert_eq!(c.node(f).role(), Role::Candidate);
+}
+
+/// Leaving a joint configuration waits while a transfer is under way, and
+/// goes on when the transfer is abandoned — thesis §3.10 and §6.
+#[test]
+fn an_abandoned_transfer_lets_the_leader_leave_the_joint_configuration() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    let l = c.elect();
+    let to = if l == 3 { 1 } else { 3 };
+    c.add_node(joiner(4));
+    c.cut.insert(to);
+    let joint = ConfChange::Joint {
+        voters: vec![1, 2, 3, 4],
+        learners: vec![],
+    };
+    let (at, _) = c.node(l).propose_conf_change(joint, vec![]).unwrap();
+    c.node(l).transfer_leader(to).unwrap();
+    c.run(3); // within the election timeout (10 ticks)
+    assert!(c.commit(l) >= at, "C_old,new commits without the target");
+    assert!(c.node(l).conf().is_joint(), "C_new waits for the transfer");
+    c.run(12);
+    assert_eq!(c.leader(), Some(l));
+    assert!(!c.node(l).conf().is_joint());
+    assert_eq!(c.node(l).conf(), &ConfState::new(&[1, 2, 3, 4]));
+}
