@@ -55,6 +55,7 @@ fn unreliable_churn() {
     let c = unreliable_cluster(5, Setup::default());
     let stop = AtomicBool::new(false);
     let mut rng = rand::thread_rng();
+    let mut majority_rounds = 0;
     let values: Vec<Vec<u8>> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..3)
             .map(|me| {
@@ -83,6 +84,12 @@ fn unreliable_churn() {
             }
             // Often enough that the peers cannot settle between changes.
             std::thread::sleep(ELECTION_TIMEOUT * 7 / 10);
+            // For the record: rounds that ended with a majority running and
+            // connected (the schedule, not Raft, decides how many).
+            let up = (0..5)
+                .filter(|&i| !c.node(i).is_killed() && c.net.is_connected(i))
+                .count();
+            majority_rounds += usize::from(up >= 3);
         }
         std::thread::sleep(ELECTION_TIMEOUT);
         c.net.set_unreliable(false);
@@ -112,9 +119,14 @@ fn unreliable_churn() {
             "a value a client saw committed is missing"
         );
     }
+    // A majority was up for about `majority_rounds` × 0.7 s of the churn.
+    let majority_secs = majority_rounds as f64 * 0.7;
     println!(
-        "unreliable_churn: {last} commands committed, {} of them confirmed to clients",
-        values.len()
+        "unreliable_churn: {last} commands committed, {} of them confirmed to clients; \
+         a majority up at the end of {majority_rounds} of 20 rounds \
+         ({:.0} commands per second of majority)",
+        values.len(),
+        last as f64 / majority_secs.max(0.7)
     );
     report("unreliable_churn", started, &c);
     // How many commands commit is a figure, not a pass mark: it is wall
