@@ -25,6 +25,7 @@ mod bench_etcd;
 mod client_cmd;
 mod cluster;
 mod member;
+mod plot;
 mod server;
 
 use std::process::ExitCode;
