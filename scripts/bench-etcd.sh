@@ -3,7 +3,7 @@
 # local 3-member etcd cluster, the same closed-loop rounds against both,
 # interleaved, in one run (`raftkv bench --etcd`).
 #
-#   scripts/bench-etcd.sh [raftkv bench flags, e.g. --reps 3 --secs 5]
+#   scripts/bench-etcd.sh [raftkv bench flags, e.g. --reps 3 --secs 5 --plot docs/bench-server.svg]
 #
 # Installs Debian's etcd-server and protobuf-compiler when missing (root or
 # sudo), keeps etcd's data in a temporary directory, and stops the members

@@ -11,7 +11,8 @@
 //! 3. while the node has a Ready: on a leader with asynchronous writes,
 //!    **send** its replication messages at once; **persist** the Ready (WAL
 //!    write + one fsync, here, on this thread: never on the async runtime's
-//!    workers), then **send** its other messages (queued to the peer writers, non-blocking), then
+//!    workers), then **send** its other messages (written at once to an
+//!    idle peer connection, else queued to its writer; never blocking), then
 //!    **apply** its committed entries through the service, then
 //!    **advance**; the service's answers go to the waiting HTTP handlers at
 //!    once, and a snapshot is taken when enough was applied since the last;

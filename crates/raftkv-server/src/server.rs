@@ -231,7 +231,7 @@ impl Server {
         );
         let http_stop = CancellationToken::new();
         let http = {
-            let app = http::router(state.clone());
+            let app = axum::ServiceExt::into_make_service(http::Api::new(state.clone()));
             let stop = http_stop.clone();
             let listener = axum::serve::ListenerExt::tap_io(client_listener, |tcp| {
                 let _ = tcp.set_nodelay(true);

@@ -13,7 +13,8 @@
 //! (see `scripts/bench-etcd.sh`), and prints both with their ratio. On a
 //! local cluster, `--memory` samples each node's resident memory during
 //! every round, and `--fill N` loads N distinct keys at the end and reports
-//! what each node holds in memory against the raw bytes stored.
+//! what each node holds in memory against the raw bytes stored. `--plot
+//! FILE.svg` draws writes/s against clients for every system in the run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,10 @@ pub struct BenchArgs {
     /// shows the median by writes/s.
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
+    /// Write an SVG plot of writes/s against clients (log scale), one line
+    /// per system, to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Also sample each local node's resident memory during every round.
     #[arg(long)]
     pub memory: bool,
@@ -221,6 +226,8 @@ async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> 
         );
     }
     let mut table: Vec<(usize, Vec<Round>)> = Vec::new();
+    // Each cell's lowest and highest writes/s, per system, for the plot.
+    let mut ranges: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
     for &n in &args.clients {
         let mut by_system: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
         for rep in 0..args.reps.max(1) {
@@ -242,10 +249,21 @@ async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> 
                 by_system[i].push(r);
             }
         }
+        for (i, rounds) in by_system.iter().enumerate() {
+            let rates = rounds.iter().map(rate);
+            let lo = rates.clone().fold(f64::INFINITY, f64::min);
+            ranges[i].push((lo, rates.fold(0.0, f64::max)));
+        }
         table.push((n, by_system.into_iter().map(median).collect()));
     }
     if targets.len() > 1 && !args.json {
         print_comparison(&targets, &table);
+    }
+    if let Some(path) = &args.plot {
+        write_plot(path, &targets, &table, &ranges)?;
+        if !args.json {
+            println!("plot written to {}", path.display());
+        }
     }
     if let Some(keys) = args.fill {
         fill(&targets[0], keys, pids, args.json).await;
@@ -316,16 +334,46 @@ async fn etcd_target(_: &BenchArgs) -> anyhow::Result<Option<Target>> {
     Ok(None)
 }
 
+/// A round's writes per second.
+fn rate(r: &Round) -> f64 {
+    r.ops as f64 / r.secs
+}
+
 /// The median round of a cell, by writes/s.
 fn median(mut rounds: Vec<Round>) -> Round {
-    rounds.sort_by(|a, b| (a.ops as f64 / a.secs).total_cmp(&(b.ops as f64 / b.secs)));
+    rounds.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
     rounds.swap_remove(rounds.len() / 2)
+}
+
+/// Writes the plot of every system's medians (and ranges) to `path`.
+fn write_plot(
+    path: &Path,
+    targets: &[Target],
+    table: &[(usize, Vec<Round>)],
+    ranges: &[Vec<(f64, f64)>],
+) -> anyhow::Result<()> {
+    let series: Vec<crate::plot::Series> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| crate::plot::Series {
+            name: t.name().to_string(),
+            points: table
+                .iter()
+                .zip(&ranges[i])
+                .map(|((n, rounds), &(lo, hi))| (*n, rate(&rounds[i]), lo, hi))
+                .collect(),
+        })
+        .collect();
+    let title = format!(
+        "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, fsync on, 3 nodes on loopback"
+    );
+    std::fs::write(path, crate::plot::svg(&title, &series))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The table of medians with raftkv's ratio to each other system, and one
 /// `ratio raftkv/<system> at N clients: R` line per cell.
 fn print_comparison(targets: &[Target], table: &[(usize, Vec<Round>)]) {
-    let rate = |r: &Round| r.ops as f64 / r.secs;
     let ms = |us: u64| us as f64 / 1000.0;
     println!();
     println!("medians:");

@@ -25,11 +25,19 @@ mod bench_etcd;
 mod client_cmd;
 mod cluster;
 mod member;
+mod plot;
 mod server;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc, not glibc's malloc: every request allocates and frees a few
+/// dozen small blocks across threads, and glibc's free-list upkeep
+/// (`malloc_consolidate`, `unlink_chunk`) was a fifth of a loaded leader's
+/// CPU.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

@@ -19,8 +19,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::{Link, Shared};
 use crate::driver::Input;
-use crate::metrics::Metrics;
-use crate::wire::{self, Frame, Hello};
+use crate::metrics::{Metrics, PeerLabel};
+use crate::wire::{self, Frame, Hello, Packed};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -271,15 +271,49 @@ async fn run(shared: &Shared, link: &Link, stream: TcpStream) -> Closed {
         .get_or_create(&Metrics::peer(link.id))
         .inc();
     let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
+    let _attached = Attached::new(link, generation, wr.clone());
     let closed = tokio::select! {
         c = read_loop(shared, link, rd) => c,
-        c = write_loop(shared, link, wr) => c,
+        c = write_loop(shared, link, generation, wr) => c,
         _ = link.cancel.cancelled() => Closed::Stopping,
     };
     if link.generation.load(Ordering::Relaxed) == generation {
         link.connected.store(false, Ordering::Relaxed);
     }
     closed
+}
+
+/// The connection's write half, offered to the driver while the connection
+/// runs; withdrawn when it ends (also when its task is aborted).
+struct Attached<'a> {
+    link: &'a Link,
+    generation: u64,
+}
+
+impl<'a> Attached<'a> {
+    fn new(link: &'a Link, generation: u64, wr: Arc<OwnedWriteHalf>) -> Self {
+        let mut q = link.queue.lock().expect("queue lock");
+        q.conn = Some((generation, wr));
+        q.busy = None;
+        q.leftover.clear();
+        q.broken = false;
+        q.writer_waiting = false;
+        Attached { link, generation }
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let mut q = self.link.queue.lock().expect("queue lock");
+        if q.conn.as_ref().is_some_and(|c| c.0 == self.generation) {
+            q.conn = None;
+            q.busy = None;
+            q.leftover.clear();
+            q.broken = false;
+            q.writer_waiting = false;
+        }
+    }
 }
 
 async fn read_loop(shared: &Shared, link: &Link, rd: OwnedReadHalf) -> Closed {
@@ -341,49 +375,103 @@ async fn read_loop(shared: &Shared, link: &Link, rd: OwnedReadHalf) -> Closed {
     Closed::Eof
 }
 
-async fn write_loop(shared: &Shared, link: &Link, mut wr: OwnedWriteHalf) -> Closed {
+/// Counts what [`wire::put_raft`] packed; warns about dropped messages.
+pub(super) fn count_packed(m: &Metrics, label: &PeerLabel, packed: &Packed, max_frame: usize) {
+    m.peer_messages_sent
+        .get_or_create(label)
+        .inc_by(packed.messages as u64);
+    if packed.too_large > 0 {
+        warn!(
+            "dropped {} messages too large for a frame of {max_frame} bytes",
+            packed.too_large
+        );
+        m.peer_messages_dropped
+            .get_or_create(label)
+            .inc_by(packed.too_large as u64);
+    }
+}
+
+/// Writes all of `buf` through a write half the driver may also use (the
+/// caller holds the link's claim, so nobody else writes meanwhile).
+async fn write_all(wr: &OwnedWriteHalf, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        wr.writable().await?;
+        match wr.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends what the driver could not: the end of its last write, then pings,
+/// pongs and queued messages, whenever woken.
+async fn write_loop(
+    shared: &Shared,
+    link: &Link,
+    generation: u64,
+    wr: Arc<OwnedWriteHalf>,
+) -> Closed {
     let label = Metrics::peer(link.id);
     let m = &shared.metrics;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = BytesMut::with_capacity(64 << 10);
+    // Pings and pongs not yet sent.
+    let mut own = BytesMut::new();
+    let mut again = false;
     loop {
-        tokio::select! {
-            _ = link.wake.notified() => {}
-            _ = ping.tick() => wire::put_ping(&mut buf, shared.now_micros()),
+        if !again {
+            tokio::select! {
+                _ = link.wake.notified() => {}
+                _ = ping.tick() => wire::put_ping(&mut own, shared.now_micros()),
+            }
         }
         let pong = link.pong.swap(0, Ordering::Relaxed);
         if pong != 0 {
-            wire::put_pong(&mut buf, pong);
+            wire::put_pong(&mut own, pong);
         }
-        let mut batch = link.take();
+        // Claim the socket; if the driver is writing, it wakes us when done.
+        let (mut buf, mut batch) = {
+            let mut q = link.queue.lock().expect("queue lock");
+            if q.broken {
+                return Closed::Io(io::Error::other("a write by the driver failed"));
+            }
+            if q.busy.is_some() {
+                q.writer_waiting = true;
+                again = false;
+                continue;
+            }
+            if q.leftover.is_empty() && q.msgs.is_empty() && own.is_empty() {
+                again = false;
+                continue;
+            }
+            q.busy = Some(generation);
+            q.bytes = 0;
+            (std::mem::take(&mut q.leftover), std::mem::take(&mut q.msgs))
+        };
+        buf.extend_from_slice(&own);
+        own.clear();
         if !batch.is_empty() {
             let packed = wire::put_raft(&mut buf, batch.make_contiguous(), shared.max_frame);
-            m.peer_messages_sent
-                .get_or_create(&label)
-                .inc_by(packed.messages as u64);
-            if packed.too_large > 0 {
-                warn!(
-                    "dropped {} messages too large for a frame of {} bytes",
-                    packed.too_large, shared.max_frame
-                );
-                m.peer_messages_dropped
-                    .get_or_create(&label)
-                    .inc_by(packed.too_large as u64);
-            }
+            count_packed(m, &label, &packed, shared.max_frame);
         }
-        if buf.is_empty() {
-            continue;
-        }
-        if let Err(e) = wr.write_all(&buf).await {
+        if let Err(e) = write_all(&wr, &buf).await {
             return Closed::Io(e);
         }
         m.peer_bytes_sent
             .get_or_create(&label)
             .inc_by(buf.len() as u64);
-        buf.clear();
-        if buf.capacity() > 16 << 20 {
-            buf = BytesMut::with_capacity(64 << 10);
+        // Release; go round again at once if more arrived meanwhile.
+        let mut q = link.queue.lock().expect("queue lock");
+        if q.busy == Some(generation) {
+            q.busy = None;
         }
+        again = !q.msgs.is_empty() || !q.leftover.is_empty();
     }
 }

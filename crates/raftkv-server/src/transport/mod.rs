@@ -11,12 +11,18 @@
 //! that the dialer has the lower id) and answers with its own `Hello`, or a
 //! `Refuse` with the reason. Only then do Raft frames flow, both ways.
 //!
-//! **Sending:** the driver hands messages to [`Transport::send`], which
-//! queues them per peer and wakes that peer's writer; it never blocks and
-//! holds the queue's lock only to push. A queue is bounded in messages and
-//! bytes and drops its oldest messages when full: Raft tolerates loss, and a
-//! dead peer must not hold memory. The writer takes everything queued and
-//! packs it into as few frames as fit under the frame limit (one write).
+//! **Sending:** the driver hands messages to [`Transport::send`]. When the
+//! peer's connection is idle (nothing queued, nobody writing), the driver
+//! packs them into frames and writes them itself, without blocking
+//! (`try_write`): no task has to be woken between a Ready and its bytes on
+//! the wire. Whatever the socket does not take at once (a full send buffer)
+//! is handed to the peer's writer task, which sends it first. Otherwise the
+//! messages are queued per peer and the writer is woken; the driver never
+//! blocks and holds the queue's lock only to push or to claim the socket.
+//! A queue is bounded in messages and bytes and drops its oldest messages
+//! when full: Raft tolerates loss, and a dead peer must not hold memory.
+//! The writer takes everything queued and packs it into as few frames as
+//! fit under the frame limit (one write).
 //!
 //! **Receiving:** each frame's messages must come from the connection's peer
 //! and be addressed to this node; they go to the driver's inbox as one input
@@ -31,13 +37,17 @@
 //! link is closed ([`Transport::remove_peer`]), so its dials are refused.
 
 mod conn;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use bytes::BytesMut;
 use raft_core::{Message, NodeId};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
@@ -96,6 +106,25 @@ pub(crate) struct Link {
 struct Queue {
     msgs: VecDeque<Message>,
     bytes: u64,
+    /// The current connection's number and write half, while one is up.
+    conn: Option<(u64, Arc<OwnedWriteHalf>)>,
+    /// The connection (by number) someone is writing to right now: the
+    /// driver (never across a wait) or the writer task. One at a time, so
+    /// frames never interleave.
+    busy: Option<u64>,
+    /// The end of what the driver wrote, which the socket did not take:
+    /// the writer sends it before anything else.
+    leftover: BytesMut,
+    /// The writer found the socket claimed and waits to be woken.
+    writer_waiting: bool,
+    /// A write by the driver failed: the writer closes the connection.
+    broken: bool,
+}
+
+/// What the driver may write to directly: an idle connection.
+struct Claim {
+    generation: u64,
+    wr: Arc<OwnedWriteHalf>,
 }
 
 impl Link {
@@ -118,11 +147,40 @@ impl Link {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Takes everything queued.
-    fn take(&self) -> VecDeque<Message> {
+    /// Claims the connection for the driver if nothing is queued and
+    /// nobody writes to it.
+    fn claim(&self) -> Option<Claim> {
         let mut q = self.queue.lock().expect("queue lock");
-        q.bytes = 0;
-        std::mem::take(&mut q.msgs)
+        if q.busy.is_some() || !q.msgs.is_empty() || !q.leftover.is_empty() || q.broken {
+            return None;
+        }
+        let (generation, wr) = q.conn.clone()?;
+        q.busy = Some(generation);
+        Some(Claim { generation, wr })
+    }
+
+    /// Ends the driver's claim: what the socket did not take (`rest`) goes
+    /// to the writer, which is woken if it has anything to do.
+    fn release(&self, generation: u64, rest: BytesMut, failed: bool) {
+        let wake = {
+            let mut q = self.queue.lock().expect("queue lock");
+            let current = q.conn.as_ref().is_some_and(|c| c.0 == generation);
+            if q.busy == Some(generation) {
+                q.busy = None;
+            }
+            if current {
+                // Bytes for a connection that is gone are dropped: the
+                // next one starts at a frame boundary.
+                q.leftover = rest;
+                q.broken |= failed;
+            }
+            let wake = q.writer_waiting || !q.leftover.is_empty() || !q.msgs.is_empty() || failed;
+            q.writer_waiting = false;
+            wake
+        };
+        if wake {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -232,15 +290,69 @@ impl Transport {
         }
     }
 
-    /// Queues `msgs` for their peers and wakes the writers. Never blocks on
+    /// Sends `msgs` to their peers: written at once to an idle connection,
+    /// else queued for the peer's writer, which is woken. Never blocks on
     /// I/O; a full queue drops its oldest messages.
     pub fn send(&self, msgs: Vec<Message>) {
         let links = self.links();
-        let mut woken: Vec<&Link> = Vec::new();
+        // Each peer's messages, in the order given.
+        let mut by_peer: Vec<(&Arc<Link>, Vec<Message>)> = Vec::new();
         for m in msgs {
             let Some(link) = links.get(&m.to) else {
                 continue;
             };
+            match by_peer.iter_mut().find(|(l, _)| l.id == link.id) {
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((link, vec![m])),
+            }
+        }
+        for (link, msgs) in by_peer {
+            match link.claim() {
+                Some(claim) => self.write_now(link, claim, &msgs),
+                None => self.enqueue(link, msgs),
+            }
+        }
+    }
+
+    /// Writes `msgs` to the claimed connection without waiting; the rest
+    /// goes to the writer.
+    fn write_now(&self, link: &Link, claim: Claim, msgs: &[Message]) {
+        let m = &self.shared.metrics;
+        let label = Metrics::peer(link.id);
+        let mut buf = BytesMut::new();
+        let packed = wire::put_raft(&mut buf, msgs, self.shared.max_frame);
+        conn::count_packed(m, &label, &packed, self.shared.max_frame);
+        let mut written = 0;
+        let mut failed = false;
+        while written < buf.len() {
+            match claim.wr.try_write(&buf[written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        m.peer_bytes_sent
+            .get_or_create(&label)
+            .inc_by(written as u64);
+        let rest = if failed {
+            BytesMut::new()
+        } else {
+            buf.split_off(written)
+        };
+        link.release(claim.generation, rest, failed);
+    }
+
+    /// Queues `msgs` for the peer's writer and wakes it.
+    fn enqueue(&self, link: &Link, msgs: Vec<Message>) {
+        for m in msgs {
             let size = wire::approx_size(&m);
             let dropped = {
                 let mut q = link.queue.lock().expect("queue lock");
@@ -266,13 +378,8 @@ impl Transport {
                     .get_or_create(&label)
                     .inc_by(dropped);
             }
-            if !woken.iter().any(|l| l.id == link.id) {
-                woken.push(link);
-            }
         }
-        for link in woken {
-            link.wake.notify_one();
-        }
+        link.wake.notify_one();
     }
 
     /// Whether each peer's connection is up.
