@@ -358,6 +358,28 @@ fn during_a_transfer_only_replies_about_the_pinned_snapshot_count() {
     assert_eq!(n.match_index(2), Some(4));
 }
 
+// A follower is sent a snapshot because the entries it lacks are compacted
+// away (§7). An AppendEntries reply that shows it already holds the
+// snapshot's index ends the transfer: entries stream to it again. One that
+// shows less (a late reply) changes nothing: the transfer goes on, not
+// restarted from offset 0.
+#[test]
+fn an_append_reply_ends_a_transfer_only_past_the_snapshot() {
+    let (mut n, pinned) = leader_sending_snapshot();
+    let term = n.term();
+    n.step(append_ok(2, 1, term, pinned.index - 2)).unwrap();
+    assert!(drain(&mut n).is_empty(), "the transfer is not restarted");
+    n.propose(b"held for the snapshot".to_vec()).unwrap();
+    assert!(appends_to(&drain(&mut n), 2).is_empty());
+    n.step(append_ok(2, 1, term, pinned.index + 1)).unwrap();
+    drain(&mut n);
+    n.propose(b"streamed".to_vec()).unwrap();
+    assert!(
+        !appends_to(&drain(&mut n), 2).is_empty(),
+        "back to sending entries"
+    );
+}
+
 // Heartbeats carry no log position, so a follower cannot check them against
 // its log: the commit index they carry is capped at what the follower is
 // known to hold, and a follower never commits past its own last entry.
