@@ -530,6 +530,29 @@ fn follower_with_live_leader_ignores_vote_requests() {
     );
 }
 
+/// "If a server receives a RequestVote RPC within the minimum election
+/// timeout of hearing from a current leader, it does not update its term or
+/// grant its vote" — §6: once a whole minimum election timeout has passed
+/// since the leader was last heard, the vote is heard again, whatever the
+/// follower's own (randomized) timeout.
+#[test]
+fn vote_requests_are_heard_once_a_minimum_election_timeout_has_passed() {
+    for seed in 0..10 {
+        let mut c = config(2, 3);
+        c.seed = seed;
+        let mut f = Node::new(c.clone(), MemStorage::new()).unwrap();
+        f.step(append(1, 2, 1, (0, 0), &[], 0)).unwrap();
+        drain(&mut f);
+        for _ in 0..c.election_tick {
+            f.tick().unwrap();
+        }
+        drain(&mut f);
+        f.step(vote_req(3, 2, 5, 10, 5)).unwrap();
+        assert_eq!(granted(&drain(&mut f)), Some(true), "seed {seed}");
+        assert_eq!(f.term(), 5, "seed {seed}");
+    }
+}
+
 /// "If RPC request or response contains term T > currentTerm: set
 /// currentTerm = T, convert to follower." (Figure 2, Rules for Servers) —
 /// §5.1. Ignoring votes under a live leader (§4.2.3) comes with CheckQuorum
@@ -601,6 +624,52 @@ fn single_node_commits_its_own_proposals() {
     assert_eq!(i, 1, "first command lands at index 1 with noop off");
     let rd = n.ready().unwrap();
     assert_eq!(rd.committed_entries.len(), 1);
+}
+
+/// "Raft uses randomized election timeouts to ensure that split votes are
+/// rare ... election timeouts are chosen randomly from a fixed interval
+/// (e.g., 150–300ms)." — §5.2. Here the interval is [T, 2T) ticks, and the
+/// draws spread over it.
+#[test]
+fn election_timeouts_are_drawn_from_t_to_2t() {
+    let t = config(1, 3).election_tick;
+    let timeouts: Vec<u32> = (0..40)
+        .map(|seed| {
+            let mut c = config(1, 3);
+            c.seed = seed;
+            let mut n = Node::new(c, MemStorage::new()).unwrap();
+            let mut ticks = 0;
+            while n.role() == Role::Follower {
+                n.tick().unwrap();
+                ticks += 1;
+            }
+            ticks
+        })
+        .collect();
+    let (lo, hi) = (timeouts.iter().min(), timeouts.iter().max());
+    let (lo, hi) = (*lo.unwrap(), *hi.unwrap());
+    assert!(t <= lo && hi < 2 * t, "{timeouts:?}");
+    assert!(hi - lo >= t / 2, "spread over the interval: {timeouts:?}");
+}
+
+/// Not a sentence of the paper but this crate's API: `Node::entries` reads
+/// the log, entries already persisted and entries still waiting for the
+/// next Ready alike.
+#[test]
+fn entries_reads_persisted_and_unpersisted_entries() {
+    let mut n = node(1, 1);
+    common::tick_until(&mut n, |n| n.is_leader());
+    n.propose(b"a".to_vec()).unwrap();
+    drain(&mut n);
+    n.propose(b"b".to_vec()).unwrap();
+    let got: Vec<(u64, Vec<u8>)> = n
+        .entries(1, 3)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.index, e.data.to_vec()))
+        .collect();
+    assert_eq!(got, [(1, b"a".to_vec()), (2, b"b".to_vec())]);
+    assert_eq!(n.entries(2, 3).unwrap()[0].data, &b"b"[..]);
 }
 
 /// "The leader must occasionally send snapshots to followers that lag
@@ -694,6 +763,35 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
         "entries after the snapshot are applied, nothing below"
     );
     assert_eq!(follower.last_index(), 5);
+}
+
+/// InstallSnapshot receiver: "Reply immediately if term < currentTerm"
+/// (Figure 13) — §7. The reply carries our term, so the old leader learns it
+/// is stale, and nothing is installed.
+#[test]
+fn a_snapshot_from_an_older_term_is_answered_with_ours() {
+    let mut n = node_with_log(1, 3, &[], 3);
+    let meta = SnapshotMeta::of(3, 2, b"ab");
+    let chunk = Body::InstallSnapshot {
+        meta,
+        conf: Default::default(),
+        offset: 0,
+        data: b"ab".to_vec(),
+        done: true,
+    };
+    n.step(msg(2, 1, 2, chunk)).unwrap();
+    let out = drain(&mut n);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].to, out[0].term), (2, 3));
+    assert_eq!(
+        out[0].body,
+        Body::InstallSnapshotReply {
+            meta,
+            next_offset: 0,
+            installed: false
+        }
+    );
+    assert_eq!((n.term(), n.status().first_index), (3, 1));
 }
 
 /// Not a sentence of the paper but this crate's contract, which
