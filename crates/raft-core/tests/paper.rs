@@ -672,6 +672,73 @@ fn entries_reads_persisted_and_unpersisted_entries() {
     assert_eq!(n.entries(2, 3).unwrap()[0].data, &b"b"[..]);
 }
 
+/// Persistent state is "updated on stable storage before responding to
+/// RPCs" (Figure 2) — §5.1. Each Ready that changes it asks for the sync
+/// before its messages go: a new term and vote, new entries, a snapshot
+/// from the leader, and the application's own snapshot (§7).
+#[test]
+fn every_change_to_persistent_state_is_synced() {
+    let mut f = node(1, 3);
+    f.step(vote_req(2, 1, 1, 0, 0)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.entries.is_empty() && rd.hard_state.is_some());
+    assert!(rd.must_sync(), "a new term and vote: {rd:?}");
+
+    let mut f = node_with_log(1, 3, &[], 1);
+    f.step(append(2, 1, 1, (0, 0), &[(1, 1)], 0)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.hard_state.is_none() && !rd.entries.is_empty());
+    assert!(rd.must_sync(), "new entries: {rd:?}");
+
+    let mut f = node_with_log(1, 3, &[], 1);
+    let data = b"state".to_vec();
+    let chunk = Body::InstallSnapshot {
+        meta: SnapshotMeta::of(3, 1, &data),
+        conf: Default::default(),
+        offset: 0,
+        data,
+        done: true,
+    };
+    f.step(msg(2, 1, 1, chunk)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.snapshot.is_some() && rd.entries.is_empty());
+    assert_eq!(rd.hard_state.map(|hs| (hs.term, hs.vote)), Some((1, None)));
+    assert!(rd.must_sync(), "a snapshot from the leader: {rd:?}");
+
+    let mut n = node(1, 1);
+    common::tick_until(&mut n, |n| n.is_leader());
+    n.propose(b"a".to_vec()).unwrap();
+    drain(&mut n);
+    n.snapshot(1, b"state at 1".to_vec()).unwrap();
+    assert!(n.has_ready(), "the snapshot waits to be persisted");
+    let rd = n.ready().unwrap();
+    assert!(rd.local_snapshot.is_some() && rd.hard_state.is_none());
+    assert!(rd.must_sync(), "the application's snapshot: {rd:?}");
+}
+
+/// A restarted server applies its log again: "If commitIndex > lastApplied:
+/// increment lastApplied, apply log[lastApplied] to state machine" (Figure
+/// 2, Rules for Servers) — §5.3. lastApplied is volatile, so the entries
+/// through the stored commit index come out in the first Ready, before any
+/// leader is heard from.
+#[test]
+fn a_restarted_server_applies_its_committed_entries_at_once() {
+    let mut s = MemStorage::new();
+    let entries: Vec<Entry> = (1..=3).map(|i| Entry::normal(i, 1, vec![])).collect();
+    s.append(&entries).unwrap();
+    let hs = raft_core::HardState {
+        term: 1,
+        vote: None,
+        commit: 2,
+    };
+    s.set_hard_state(&hs).unwrap();
+    let mut n = Node::new(config(1, 3), s).unwrap();
+    assert!(n.has_ready());
+    let rd = n.ready().unwrap();
+    let applied: Vec<u64> = rd.committed_entries.iter().map(|e| e.index).collect();
+    assert_eq!(applied, [1, 2]);
+}
+
 /// "The leader must occasionally send snapshots to followers that lag
 /// behind." — §7. InstallSnapshot is "invoked by leader to send chunks of a
 /// snapshot to a follower" (Figure 13).
