@@ -513,6 +513,33 @@ fn a_late_real_vote_refusal_does_not_end_a_pre_vote_round() {
     assert_eq!((n.role(), n.term()), (Role::Candidate, pre_term));
 }
 
+/// "If the AppendEntries RPC is from a leader whose term is at least as
+/// large as the candidate's current term, then the candidate recognizes the
+/// leader as legitimate and returns to follower state." — §5.2. So does a
+/// PreCandidate, and so does a heartbeat.
+#[test]
+fn a_candidate_hearing_its_terms_leader_returns_to_follower() {
+    let heartbeat = |term| msg(2, 1, term, Body::Heartbeat { commit: 0, ctx: 0 });
+    for pre_vote in [false, true] {
+        for beat in [false, true] {
+            let mut c = config(1, 3);
+            c.pre_vote = pre_vote;
+            let mut n = Node::new(c, MemStorage::new()).unwrap();
+            tick_until_campaign(&mut n);
+            let term = n.term();
+            let m = if beat {
+                heartbeat(term)
+            } else {
+                append(2, 1, term, (0, 0), &[], 0)
+            };
+            n.step(m).unwrap();
+            let case = format!("pre_vote {pre_vote}, heartbeat {beat}");
+            assert_eq!((n.role(), n.leader()), (Role::Follower, Some(2)), "{case}");
+            assert_eq!(n.term(), term, "{case}");
+        }
+    }
+}
+
 /// "If a server receives a RequestVote RPC within the minimum election
 /// timeout of hearing from a current leader, it does not update its term or
 /// grant its vote." — §6
