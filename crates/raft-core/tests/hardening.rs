@@ -611,6 +611,32 @@ fn a_heartbeat_overtaking_entries_in_flight_keeps_the_pipeline() {
     );
 }
 
+// A probe lost on the way goes again once the follower answers a heartbeat
+// (the answer shows it is reachable), even when the leader has nothing new
+// for it: only a probe's success moves the follower to streaming.
+#[test]
+fn a_lost_probe_goes_again_on_a_heartbeat_reply() {
+    let mut n = Node::new(config(1, 3), MemStorage::new()).unwrap();
+    elect(&mut n, &[2]); // its first AppendEntries to 2 and 3 are lost
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let ctx = drain(&mut n)
+        .into_iter()
+        .find_map(|m| match m.body {
+            Body::Heartbeat { ctx, .. } if m.to == 2 => Some(ctx),
+            _ => None,
+        })
+        .expect("a heartbeat to 2");
+    n.step(msg(2, 1, term, Body::HeartbeatReply { ctx }))
+        .unwrap();
+    let probes = drain(&mut n)
+        .into_iter()
+        .filter(|m| m.to == 2 && matches!(m.body, Body::AppendEntries { .. }))
+        .count();
+    assert_eq!(probes, 1);
+}
+
 // A window whose messages were all lost must not wait forever: after a whole
 // heartbeat interval with no answer the follower is probed again.
 #[test]

@@ -303,6 +303,25 @@ fn truncates_only_on_real_conflict() {
     assert_eq!(n.storage().last_index(), 3, "storage truncated too");
 }
 
+/// "Append any new entries not already in the log" (Figure 2,
+/// AppendEntries receiver) — §5.3. An AppendEntries that starts below the
+/// follower's commit index (a late or resent one) still appends every entry
+/// past what the follower holds, and the match covers them all.
+#[test]
+fn entries_starting_below_the_commit_index_are_appended_past_it() {
+    let mut n = node_with_log(1, 3, &[1, 1, 1], 1);
+    n.step(append(2, 1, 1, (3, 1), &[], 2)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 2);
+    let entries = [(2, 1), (3, 1), (4, 1), (5, 1)];
+    n.step(append(2, 1, 1, (1, 1), &entries, 2)).unwrap();
+    assert_eq!(
+        append_reply(&drain(&mut n)),
+        Some(AppendReply::Success { match_index: 5 })
+    );
+    assert_eq!((n.last_index(), n.term_at(4)), (5, Some(1)));
+}
+
 /// "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index
 /// of last new entry)." (Figure 2, AppendEntries RPC) — §5.3
 #[test]
