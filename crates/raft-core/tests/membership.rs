@@ -381,6 +381,7 @@ fn a_lagging_target_is_caught_up_first() {
     c.cut.clear();
     c.node(l).transfer_leader(to).unwrap();
     c.settle();
+    assert_eq!(c.leader(), Some(to), "TimeoutNow goes once it is caught up");
     c.run(4);
     assert_eq!(c.leader(), Some(to));
     assert_eq!(c.commit(to), c.node(to).last_index());
@@ -514,6 +515,7 @@ fn a_transfer_ends_with_the_leadership_that_began_it() {
     n.step(msg(2, 1, newer, reply)).unwrap();
     drain(&mut n);
     assert_eq!(n.role(), Role::Follower);
+    assert_eq!(n.match_index(3), None, "only a leader tracks its followers");
     elect(&mut n, &[2]);
     assert!(n.propose(b"x".to_vec()).is_ok());
 }
