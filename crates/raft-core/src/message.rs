@@ -142,3 +142,101 @@ impl Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every body's name and class. Drivers depend on both: raft-sim holds
+    /// messages chosen by class or by name and counts them per name, raft-lab
+    /// hands a reply back to the caller waiting on that peer, and raft-sim
+    /// checks the one-reply promise (crate docs) for each request that
+    /// expects a reply.
+    #[test]
+    fn each_body_has_its_name_and_class() {
+        let meta = SnapshotMeta::default();
+        let vote = |pre_vote| Body::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+            pre_vote,
+            transfer: false,
+        };
+        let vote_reply = |pre_vote| Body::RequestVoteReply {
+            granted: true,
+            pre_vote,
+        };
+        // (body, kind, is_reply, expects_reply)
+        let table = [
+            (vote(true), "PreVote", false, true),
+            (vote(false), "RequestVote", false, true),
+            (vote_reply(true), "PreVoteReply", true, false),
+            (vote_reply(false), "RequestVoteReply", true, false),
+            (
+                Body::AppendEntries {
+                    prev_log_index: 0,
+                    prev_log_term: 0,
+                    entries: vec![],
+                    leader_commit: 0,
+                },
+                "AppendEntries",
+                false,
+                true,
+            ),
+            (
+                Body::AppendEntriesReply(AppendReply::StaleTerm),
+                "AppendEntriesReply",
+                true,
+                false,
+            ),
+            (
+                Body::InstallSnapshot {
+                    meta,
+                    conf: ConfState::default(),
+                    offset: 0,
+                    data: vec![],
+                    done: true,
+                },
+                "InstallSnapshot",
+                false,
+                true,
+            ),
+            (
+                Body::InstallSnapshotReply {
+                    meta,
+                    next_offset: 0,
+                    installed: false,
+                },
+                "InstallSnapshotReply",
+                true,
+                false,
+            ),
+            (
+                Body::Heartbeat { commit: 0, ctx: 1 },
+                "Heartbeat",
+                false,
+                true,
+            ),
+            (
+                Body::HeartbeatReply { ctx: 1 },
+                "HeartbeatReply",
+                true,
+                false,
+            ),
+            // Answered later, or never: no reply in the next Ready.
+            (Body::ReadIndex { ctx: 1 }, "ReadIndex", false, false),
+            (
+                Body::ReadIndexReply { ctx: 1, index: 0 },
+                "ReadIndexReply",
+                true,
+                false,
+            ),
+            // One-way (thesis §3.10).
+            (Body::TimeoutNow, "TimeoutNow", false, false),
+        ];
+        for (body, kind, is_reply, expects_reply) in table {
+            assert_eq!(body.kind(), kind, "{body:?}");
+            assert_eq!(body.is_reply(), is_reply, "{body:?}");
+            assert_eq!(body.expects_reply(), expects_reply, "{body:?}");
+        }
+    }
+}

@@ -214,6 +214,21 @@ mod tests {
         assert_eq!((p.match_index, p.next_index), (3, 6));
     }
 
+    /// Figure 2: "If successful: update nextIndex and matchIndex for
+    /// follower" — the next entry to send is the one after the match, even
+    /// when a probe carried entries past `next_index`. The answer says
+    /// whether the match grew (a duplicate reply leaves it, and the commit
+    /// index, where they were).
+    #[test]
+    fn a_success_moves_next_past_the_match_and_says_if_it_grew() {
+        let mut p = Progress::new(4);
+        p.sent(7);
+        assert!(p.maybe_update(7));
+        assert_eq!((p.match_index, p.next_index), (7, 8));
+        assert!(!p.maybe_update(7), "a duplicate of the same reply");
+        assert_eq!((p.match_index, p.next_index), (7, 8));
+    }
+
     #[test]
     fn probe_never_goes_below_match() {
         let mut p = Progress::new(10);
@@ -232,6 +247,8 @@ mod tests {
         p.sent(8);
         // An old probe after index 4 was answered late: the logs meet at 5.
         assert!(!p.maybe_decr_to(4, 2));
+        // One sent after index 5 itself: the follower holds 5 as we do.
+        assert!(!p.maybe_decr_to(5, 2));
         assert_eq!(p.state, ProgressState::Replicate);
         assert_eq!(p.next_index, 9, "the window is untouched");
         // A rejection past match is real: entries were lost, probe again.

@@ -147,3 +147,64 @@ impl<S: Storage> Node<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver may skip an empty Ready altogether: nothing to persist, send,
+    /// apply or serve. Any one part makes it non-empty.
+    #[test]
+    fn a_ready_is_empty_only_with_nothing_in_it() {
+        assert!(Ready::default().is_empty());
+        let msg = Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::TimeoutNow,
+        };
+        let snap = Snapshot::new(1, 1, vec![]);
+        let entry = Entry::normal(1, 1, vec![]);
+        let parts = [
+            Ready {
+                hard_state: Some(HardState::default()),
+                ..Ready::default()
+            },
+            Ready {
+                snapshot: Some(snap.clone()),
+                ..Ready::default()
+            },
+            Ready {
+                local_snapshot: Some(snap),
+                ..Ready::default()
+            },
+            Ready {
+                entries: vec![entry.clone()],
+                ..Ready::default()
+            },
+            Ready {
+                messages: vec![msg.clone()],
+                ..Ready::default()
+            },
+            Ready {
+                early_messages: vec![msg],
+                ..Ready::default()
+            },
+            Ready {
+                committed_entries: vec![entry],
+                ..Ready::default()
+            },
+            Ready {
+                read_states: vec![ReadState { ctx: 1, index: 1 }],
+                ..Ready::default()
+            },
+            Ready {
+                term_or_vote_changed: true,
+                ..Ready::default()
+            },
+        ];
+        for rd in parts {
+            assert!(!rd.is_empty(), "{rd:?}");
+        }
+    }
+}

@@ -358,6 +358,28 @@ fn during_a_transfer_only_replies_about_the_pinned_snapshot_count() {
     assert_eq!(n.match_index(2), Some(4));
 }
 
+// A follower is sent a snapshot because the entries it lacks are compacted
+// away (§7). An AppendEntries reply that shows it already holds the
+// snapshot's index ends the transfer: entries stream to it again. One that
+// shows less (a late reply) changes nothing: the transfer goes on, not
+// restarted from offset 0.
+#[test]
+fn an_append_reply_ends_a_transfer_only_past_the_snapshot() {
+    let (mut n, pinned) = leader_sending_snapshot();
+    let term = n.term();
+    n.step(append_ok(2, 1, term, pinned.index - 2)).unwrap();
+    assert!(drain(&mut n).is_empty(), "the transfer is not restarted");
+    n.propose(b"held for the snapshot".to_vec()).unwrap();
+    assert!(appends_to(&drain(&mut n), 2).is_empty());
+    n.step(append_ok(2, 1, term, pinned.index + 1)).unwrap();
+    drain(&mut n);
+    n.propose(b"streamed".to_vec()).unwrap();
+    assert!(
+        !appends_to(&drain(&mut n), 2).is_empty(),
+        "back to sending entries"
+    );
+}
+
 // Heartbeats carry no log position, so a follower cannot check them against
 // its log: the commit index they carry is capped at what the follower is
 // known to hold, and a follower never commits past its own last entry.
@@ -587,6 +609,32 @@ fn a_heartbeat_overtaking_entries_in_flight_keeps_the_pipeline() {
         [3],
         "the next entry streams on after entries 2 and 3"
     );
+}
+
+// A probe lost on the way goes again once the follower answers a heartbeat
+// (the answer shows it is reachable), even when the leader has nothing new
+// for it: only a probe's success moves the follower to streaming.
+#[test]
+fn a_lost_probe_goes_again_on_a_heartbeat_reply() {
+    let mut n = Node::new(config(1, 3), MemStorage::new()).unwrap();
+    elect(&mut n, &[2]); // its first AppendEntries to 2 and 3 are lost
+    let term = n.term();
+    n.tick().unwrap();
+    n.tick().unwrap();
+    let ctx = drain(&mut n)
+        .into_iter()
+        .find_map(|m| match m.body {
+            Body::Heartbeat { ctx, .. } if m.to == 2 => Some(ctx),
+            _ => None,
+        })
+        .expect("a heartbeat to 2");
+    n.step(msg(2, 1, term, Body::HeartbeatReply { ctx }))
+        .unwrap();
+    let probes = drain(&mut n)
+        .into_iter()
+        .filter(|m| m.to == 2 && matches!(m.body, Body::AppendEntries { .. }))
+        .count();
+    assert_eq!(probes, 1);
 }
 
 // A window whose messages were all lost must not wait forever: after a whole

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::msg;
+use common::{drain, elect, msg};
 use raft_core::{
     persist, Body, ConfChange, ConfChangeError, ConfState, Config, EntryKind, Error, MemStorage,
     Message, Node, NodeId, Role, Storage,
@@ -381,6 +381,7 @@ fn a_lagging_target_is_caught_up_first() {
     c.cut.clear();
     c.node(l).transfer_leader(to).unwrap();
     c.settle();
+    assert_eq!(c.leader(), Some(to), "TimeoutNow goes once it is caught up");
     c.run(4);
     assert_eq!(c.leader(), Some(to));
     assert_eq!(c.commit(to), c.node(to).last_index());
@@ -497,6 +498,26 @@ fn a_transfer_waits_for_a_slow_target_up_to_an_election_timeout() {
     c.cut.clear();
     c.run(5); // 8 ticks in all: still within the election timeout
     assert_eq!(c.leader(), Some(to));
+}
+
+/// A transfer belongs to the leadership that began it: "the prior leader
+/// aborts the transfer and resumes accepting client requests" (thesis
+/// §3.10) applies as well when it loses leadership before the transfer is
+/// done. Elected again, it takes proposals at once.
+#[test]
+fn a_transfer_ends_with_the_leadership_that_began_it() {
+    let mut n = Node::new(config(1, &[1, 2, 3]), MemStorage::new()).unwrap();
+    elect(&mut n, &[2]);
+    n.transfer_leader(3).unwrap();
+    drain(&mut n);
+    let newer = n.term() + 1;
+    let reply = Body::AppendEntriesReply(raft_core::AppendReply::StaleTerm);
+    n.step(msg(2, 1, newer, reply)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.role(), Role::Follower);
+    assert_eq!(n.match_index(3), None, "only a leader tracks its followers");
+    elect(&mut n, &[2]);
+    assert!(n.propose(b"x".to_vec()).is_ok());
 }
 
 /// A transfer under way survives a configuration change that keeps its

@@ -303,6 +303,25 @@ fn truncates_only_on_real_conflict() {
     assert_eq!(n.storage().last_index(), 3, "storage truncated too");
 }
 
+/// "Append any new entries not already in the log" (Figure 2,
+/// AppendEntries receiver) — §5.3. An AppendEntries that starts below the
+/// follower's commit index (a late or resent one) still appends every entry
+/// past what the follower holds, and the match covers them all.
+#[test]
+fn entries_starting_below_the_commit_index_are_appended_past_it() {
+    let mut n = node_with_log(1, 3, &[1, 1, 1], 1);
+    n.step(append(2, 1, 1, (3, 1), &[], 2)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.status().commit, 2);
+    let entries = [(2, 1), (3, 1), (4, 1), (5, 1)];
+    n.step(append(2, 1, 1, (1, 1), &entries, 2)).unwrap();
+    assert_eq!(
+        append_reply(&drain(&mut n)),
+        Some(AppendReply::Success { match_index: 5 })
+    );
+    assert_eq!((n.last_index(), n.term_at(4)), (5, Some(1)));
+}
+
 /// "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index
 /// of last new entry)." (Figure 2, AppendEntries RPC) — §5.3
 #[test]
@@ -402,6 +421,29 @@ fn leader_backtracks_a_whole_term_per_rejection() {
         next, 3,
         "leader has no term 2: it jumps to the follower's first index of it"
     );
+    // Follower 2 holds terms [1,1,1,4,4,4,4]: the leader holds term 4
+    // through index 5, so it probes right after that.
+    let reply = AppendReply::Conflict {
+        prev_log_index: 7,
+        conflict_term: Some(4),
+        conflict_index: 4,
+    };
+    let mut leader = elect_with(
+        node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5),
+        [2].into_iter(),
+    );
+    leader
+        .step(msg(2, 1, term, Body::AppendEntriesReply(reply)))
+        .unwrap();
+    let out = drain(&mut leader);
+    let next = out
+        .iter()
+        .find_map(|m| match &m.body {
+            Body::AppendEntries { prev_log_index, .. } if m.to == 2 => Some(*prev_log_index),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(next, 5, "just after the leader's last entry of term 4");
     // Bogus replies never panic and never move below index 1.
     for r in [
         AppendReply::Conflict {
@@ -513,6 +555,33 @@ fn a_late_real_vote_refusal_does_not_end_a_pre_vote_round() {
     assert_eq!((n.role(), n.term()), (Role::Candidate, pre_term));
 }
 
+/// "If the AppendEntries RPC is from a leader whose term is at least as
+/// large as the candidate's current term, then the candidate recognizes the
+/// leader as legitimate and returns to follower state." — §5.2. So does a
+/// PreCandidate, and so does a heartbeat.
+#[test]
+fn a_candidate_hearing_its_terms_leader_returns_to_follower() {
+    let heartbeat = |term| msg(2, 1, term, Body::Heartbeat { commit: 0, ctx: 0 });
+    for pre_vote in [false, true] {
+        for beat in [false, true] {
+            let mut c = config(1, 3);
+            c.pre_vote = pre_vote;
+            let mut n = Node::new(c, MemStorage::new()).unwrap();
+            tick_until_campaign(&mut n);
+            let term = n.term();
+            let m = if beat {
+                heartbeat(term)
+            } else {
+                append(2, 1, term, (0, 0), &[], 0)
+            };
+            n.step(m).unwrap();
+            let case = format!("pre_vote {pre_vote}, heartbeat {beat}");
+            assert_eq!((n.role(), n.leader()), (Role::Follower, Some(2)), "{case}");
+            assert_eq!(n.term(), term, "{case}");
+        }
+    }
+}
+
 /// "If a server receives a RequestVote RPC within the minimum election
 /// timeout of hearing from a current leader, it does not update its term or
 /// grant its vote." — §6
@@ -528,6 +597,29 @@ fn follower_with_live_leader_ignores_vote_requests() {
         1,
         "term unchanged while the leader is alive (§4.2.3)"
     );
+}
+
+/// "If a server receives a RequestVote RPC within the minimum election
+/// timeout of hearing from a current leader, it does not update its term or
+/// grant its vote" — §6: once a whole minimum election timeout has passed
+/// since the leader was last heard, the vote is heard again, whatever the
+/// follower's own (randomized) timeout.
+#[test]
+fn vote_requests_are_heard_once_a_minimum_election_timeout_has_passed() {
+    for seed in 0..10 {
+        let mut c = config(2, 3);
+        c.seed = seed;
+        let mut f = Node::new(c.clone(), MemStorage::new()).unwrap();
+        f.step(append(1, 2, 1, (0, 0), &[], 0)).unwrap();
+        drain(&mut f);
+        for _ in 0..c.election_tick {
+            f.tick().unwrap();
+        }
+        drain(&mut f);
+        f.step(vote_req(3, 2, 5, 10, 5)).unwrap();
+        assert_eq!(granted(&drain(&mut f)), Some(true), "seed {seed}");
+        assert_eq!(f.term(), 5, "seed {seed}");
+    }
 }
 
 /// "If RPC request or response contains term T > currentTerm: set
@@ -574,6 +666,26 @@ fn check_quorum_leader_steps_down_when_isolated() {
     assert_eq!(leader.role(), Role::Follower);
 }
 
+/// Not a sentence of the paper but this crate's contract: `has_ready` says
+/// whether `ready` has anything to hand out. A leader that steps down
+/// (CheckQuorum, thesis §6.2) right after a proposal still holds that entry
+/// unpersisted, and says so.
+#[test]
+fn has_ready_covers_a_deposed_leaders_last_proposal() {
+    let mut leader = elect(3);
+    for _ in 0..25 {
+        leader.propose(b"x".to_vec()).unwrap();
+        leader.tick().unwrap();
+        if leader.role() != Role::Leader {
+            break;
+        }
+        drain(&mut leader);
+    }
+    assert_eq!(leader.role(), Role::Follower);
+    assert!(leader.has_ready());
+    assert!(!leader.ready().unwrap().entries.is_empty());
+}
+
 /// "If the client's first choice is not the leader, that server will reject
 /// the client's request and supply information about the most recent leader
 /// it has heard from." — §8
@@ -601,6 +713,96 @@ fn single_node_commits_its_own_proposals() {
     assert_eq!(i, 1, "first command lands at index 1 with noop off");
     let rd = n.ready().unwrap();
     assert_eq!(rd.committed_entries.len(), 1);
+}
+
+/// "Raft uses randomized election timeouts to ensure that split votes are
+/// rare ... election timeouts are chosen randomly from a fixed interval
+/// (e.g., 150–300ms)." — §5.2. Here the interval is [T, 2T) ticks, and the
+/// draws spread over it.
+#[test]
+fn election_timeouts_are_drawn_from_t_to_2t() {
+    let t = config(1, 3).election_tick;
+    let timeouts: Vec<u32> = (0..40)
+        .map(|seed| {
+            let mut c = config(1, 3);
+            c.seed = seed;
+            let mut n = Node::new(c, MemStorage::new()).unwrap();
+            let mut ticks = 0;
+            while n.role() == Role::Follower {
+                n.tick().unwrap();
+                ticks += 1;
+            }
+            ticks
+        })
+        .collect();
+    let (lo, hi) = (timeouts.iter().min(), timeouts.iter().max());
+    let (lo, hi) = (*lo.unwrap(), *hi.unwrap());
+    assert!(t <= lo && hi < 2 * t, "{timeouts:?}");
+    assert!(hi - lo >= t / 2, "spread over the interval: {timeouts:?}");
+}
+
+/// Not a sentence of the paper but this crate's API: `Node::entries` reads
+/// the log, entries already persisted and entries still waiting for the
+/// next Ready alike.
+#[test]
+fn entries_reads_persisted_and_unpersisted_entries() {
+    let mut n = node(1, 1);
+    common::tick_until(&mut n, |n| n.is_leader());
+    n.propose(b"a".to_vec()).unwrap();
+    drain(&mut n);
+    n.propose(b"b".to_vec()).unwrap();
+    let got: Vec<(u64, Vec<u8>)> = n
+        .entries(1, 3)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.index, e.data.to_vec()))
+        .collect();
+    assert_eq!(got, [(1, b"a".to_vec()), (2, b"b".to_vec())]);
+    assert_eq!(n.entries(2, 3).unwrap()[0].data, &b"b"[..]);
+}
+
+/// Persistent state is "updated on stable storage before responding to
+/// RPCs" (Figure 2) — §5.1. Each Ready that changes it asks for the sync
+/// before its messages go: a new term and vote, new entries, a snapshot
+/// from the leader, and the application's own snapshot (§7).
+#[test]
+fn every_change_to_persistent_state_is_synced() {
+    let mut f = node(1, 3);
+    f.step(vote_req(2, 1, 1, 0, 0)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.entries.is_empty() && rd.hard_state.is_some());
+    assert!(rd.must_sync(), "a new term and vote: {rd:?}");
+
+    let mut f = node_with_log(1, 3, &[], 1);
+    f.step(append(2, 1, 1, (0, 0), &[(1, 1)], 0)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.hard_state.is_none() && !rd.entries.is_empty());
+    assert!(rd.must_sync(), "new entries: {rd:?}");
+
+    let mut f = node_with_log(1, 3, &[], 1);
+    let data = b"state".to_vec();
+    let chunk = Body::InstallSnapshot {
+        meta: SnapshotMeta::of(3, 1, &data),
+        conf: Default::default(),
+        offset: 0,
+        data,
+        done: true,
+    };
+    f.step(msg(2, 1, 1, chunk)).unwrap();
+    let rd = f.ready().unwrap();
+    assert!(rd.snapshot.is_some() && rd.entries.is_empty());
+    assert_eq!(rd.hard_state.map(|hs| (hs.term, hs.vote)), Some((1, None)));
+    assert!(rd.must_sync(), "a snapshot from the leader: {rd:?}");
+
+    let mut n = node(1, 1);
+    common::tick_until(&mut n, |n| n.is_leader());
+    n.propose(b"a".to_vec()).unwrap();
+    drain(&mut n);
+    n.snapshot(1, b"state at 1".to_vec()).unwrap();
+    assert!(n.has_ready(), "the snapshot waits to be persisted");
+    let rd = n.ready().unwrap();
+    assert!(rd.local_snapshot.is_some() && rd.hard_state.is_none());
+    assert!(rd.must_sync(), "the application's snapshot: {rd:?}");
 }
 
 /// "The leader must occasionally send snapshots to followers that lag
@@ -694,6 +896,35 @@ fn snapshot_compacts_and_lagging_follower_gets_it_in_chunks() {
         "entries after the snapshot are applied, nothing below"
     );
     assert_eq!(follower.last_index(), 5);
+}
+
+/// InstallSnapshot receiver: "Reply immediately if term < currentTerm"
+/// (Figure 13) — §7. The reply carries our term, so the old leader learns it
+/// is stale, and nothing is installed.
+#[test]
+fn a_snapshot_from_an_older_term_is_answered_with_ours() {
+    let mut n = node_with_log(1, 3, &[], 3);
+    let meta = SnapshotMeta::of(3, 2, b"ab");
+    let chunk = Body::InstallSnapshot {
+        meta,
+        conf: Default::default(),
+        offset: 0,
+        data: b"ab".to_vec(),
+        done: true,
+    };
+    n.step(msg(2, 1, 2, chunk)).unwrap();
+    let out = drain(&mut n);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].to, out[0].term), (2, 3));
+    assert_eq!(
+        out[0].body,
+        Body::InstallSnapshotReply {
+            meta,
+            next_offset: 0,
+            installed: false
+        }
+    );
+    assert_eq!((n.term(), n.status().first_index), (3, 1));
 }
 
 /// Not a sentence of the paper but this crate's contract, which

@@ -142,6 +142,43 @@ fn a_deposed_leader_never_answers_a_read() {
     assert_ne!(n.role(), Role::Leader, "CheckQuorum deposed it");
 }
 
+/// "Once these acknowledgments are received, the leader knows that there
+/// could not have existed a leader for a greater term at the moment it sent
+/// the heartbeats." — thesis §6.4. A round of a later leadership says
+/// nothing about the moment a read reached an earlier one: re-elected, the
+/// node answers only the reads that reached it since.
+#[test]
+fn a_read_from_an_earlier_leadership_is_never_answered_by_a_later_one() {
+    let mut n = leader(3, |_| {});
+    let term = n.term();
+    n.read_index(9).unwrap();
+    collect(&mut n);
+    let newer = msg(
+        3,
+        1,
+        term + 1,
+        Body::AppendEntriesReply(raft_core::AppendReply::StaleTerm),
+    );
+    n.step(newer).unwrap();
+    collect(&mut n);
+    elect(&mut n, &[2, 3]);
+    let term = n.term();
+    let last = n.last_index();
+    n.step(append_ok(2, 1, term, last)).unwrap();
+    collect(&mut n);
+    n.read_index(10).unwrap();
+    let (msgs, _) = collect(&mut n);
+    let round = round_to(&msgs, 2).unwrap();
+    n.step(ack(2, term, round)).unwrap();
+    assert_eq!(
+        collect(&mut n).1,
+        [ReadState {
+            ctx: 10,
+            index: last
+        }]
+    );
+}
+
 /// "If the leader has not yet marked an entry from its current term
 /// committed, it waits until it has done so." — thesis §6.4
 #[test]
