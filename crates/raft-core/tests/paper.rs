@@ -397,53 +397,45 @@ fn leader_commits_only_current_term_entries_by_counting() {
 /// entries, rather than one RPC per entry." — §5.3
 #[test]
 fn leader_backtracks_a_whole_term_per_rejection() {
-    let leader = node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5);
-    let mut leader = elect_with(leader, [2].into_iter());
-    let term = leader.term();
+    // A fresh leader with terms [1,1,1,4,4,5,5]; where it probes follower 2
+    // next after that follower's rejection.
+    let probe_after = |reply: AppendReply| {
+        let mut leader = elect_with(
+            node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5),
+            [2].into_iter(),
+        );
+        let term = leader.term();
+        leader
+            .step(msg(2, 1, term, Body::AppendEntriesReply(reply)))
+            .unwrap();
+        let next = drain(&mut leader)
+            .iter()
+            .find_map(|m| match &m.body {
+                Body::AppendEntries { prev_log_index, .. } if m.to == 2 => Some(*prev_log_index),
+                _ => None,
+            })
+            .unwrap();
+        (leader, next)
+    };
     // Follower 2 holds terms [1,1,1,2,2,2,2]: it rejects prev=7 with term 2 from index 4.
-    let reply = AppendReply::Conflict {
+    let (mut leader, next) = probe_after(AppendReply::Conflict {
         prev_log_index: 7,
         conflict_term: Some(2),
         conflict_index: 4,
-    };
-    leader
-        .step(msg(2, 1, term, Body::AppendEntriesReply(reply)))
-        .unwrap();
-    let out = drain(&mut leader);
-    let next = out
-        .iter()
-        .find_map(|m| match &m.body {
-            Body::AppendEntries { prev_log_index, .. } if m.to == 2 => Some(*prev_log_index),
-            _ => None,
-        })
-        .unwrap();
+    });
     assert_eq!(
         next, 3,
         "leader has no term 2: it jumps to the follower's first index of it"
     );
     // Follower 2 holds terms [1,1,1,4,4,4,4]: the leader holds term 4
     // through index 5, so it probes right after that.
-    let reply = AppendReply::Conflict {
+    let (_, next) = probe_after(AppendReply::Conflict {
         prev_log_index: 7,
         conflict_term: Some(4),
         conflict_index: 4,
-    };
-    let mut leader = elect_with(
-        node_with_log(1, 3, &[1, 1, 1, 4, 4, 5, 5], 5),
-        [2].into_iter(),
-    );
-    leader
-        .step(msg(2, 1, term, Body::AppendEntriesReply(reply)))
-        .unwrap();
-    let out = drain(&mut leader);
-    let next = out
-        .iter()
-        .find_map(|m| match &m.body {
-            Body::AppendEntries { prev_log_index, .. } if m.to == 2 => Some(*prev_log_index),
-            _ => None,
-        })
-        .unwrap();
+    });
     assert_eq!(next, 5, "just after the leader's last entry of term 4");
+    let term = leader.term();
     // Bogus replies never panic and never move below index 1.
     for r in [
         AppendReply::Conflict {
