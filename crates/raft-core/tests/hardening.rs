@@ -62,6 +62,18 @@ fn send_chunk(n: &mut Node<MemStorage>, m: Message) -> (u64, bool) {
         .expect("a reply to every chunk")
 }
 
+/// A follower in term 2 that has taken the first half (4 of 8 bytes) of
+/// node 2's snapshot through index 5, and that snapshot.
+fn half_sent() -> (Node<MemStorage>, Snapshot) {
+    let mut n = follower(1, 3, 2);
+    let s = Snapshot::new(5, 2, b"01234567".to_vec());
+    assert_eq!(
+        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
+        (4, false)
+    );
+    (n, s)
+}
+
 // Figure 13: "Create new snapshot file if first chunk (offset is 0)". Two
 // leaders may encode the same state (same index and term) differently; a
 // transfer begun by one must never be finished with the other's bytes.
@@ -90,12 +102,7 @@ fn a_new_leaders_transfer_never_resumes_an_old_ones() {
 // (wrongly) continues it from the middle is asked to start over.
 #[test]
 fn a_partial_transfer_does_not_survive_a_term_change() {
-    let mut n = follower(1, 3, 2);
-    let s = Snapshot::new(5, 2, b"01234567".to_vec());
-    assert_eq!(
-        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
-        (4, false)
-    );
+    let (mut n, s) = half_sent();
     assert_eq!(
         send_chunk(&mut n, chunk(3, 3, s.meta, &s.data[4..], 4)),
         (0, false),
@@ -109,12 +116,7 @@ fn a_partial_transfer_does_not_survive_a_term_change() {
 // honest leader, and its bytes must not be spliced in either).
 #[test]
 fn a_partial_transfer_is_continued_only_by_its_sender() {
-    let mut n = follower(1, 3, 2);
-    let s = Snapshot::new(5, 2, b"01234567".to_vec());
-    assert_eq!(
-        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
-        (4, false)
-    );
+    let (mut n, s) = half_sent();
     assert_eq!(
         send_chunk(&mut n, chunk(3, 2, s.meta, &s.data[4..], 4)),
         (0, false),
@@ -127,12 +129,7 @@ fn a_partial_transfer_is_continued_only_by_its_sender() {
 // in a later term starts over (its snapshot may be encoded anew).
 #[test]
 fn a_partial_transfer_is_not_continued_by_its_sender_in_a_later_term() {
-    let mut n = follower(1, 3, 2);
-    let s = Snapshot::new(5, 2, b"01234567".to_vec());
-    assert_eq!(
-        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
-        (4, false)
-    );
+    let (mut n, s) = half_sent();
     assert_eq!(
         send_chunk(&mut n, chunk(2, 3, s.meta, &s.data[4..], 4)),
         (0, false),
@@ -145,12 +142,7 @@ fn a_partial_transfer_is_not_continued_by_its_sender_in_a_later_term() {
 // new term without passing through a follower's term change.
 #[test]
 fn a_partial_transfer_does_not_survive_the_receivers_own_campaign() {
-    let mut n = follower(1, 3, 2);
-    let s = Snapshot::new(5, 2, b"01234567".to_vec());
-    assert_eq!(
-        send_chunk(&mut n, chunk(2, 2, s.meta, &s.data[..4], 0)),
-        (4, false)
-    );
+    let (mut n, s) = half_sent();
     common::tick_until(&mut n, |n| n.role() == raft_core::Role::PreCandidate);
     drain(&mut n);
     n.step(common::vote_reply(3, 1, 3, true)).unwrap();
