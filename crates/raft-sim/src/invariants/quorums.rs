@@ -44,22 +44,37 @@ impl Checker {
                 "leader {leader} of term {term} committed index {n}, which its log lacks"
             ));
         };
-        let holds = |id: NodeId| {
-            (id as usize)
-                .checked_sub(1)
-                .and_then(|i| self.views.get(i))
-                .is_some_and(|v| v.holds(n, t))
-        };
-        if is_quorum(conf, holds) {
+        let Some(holders) = self.holders_short_of_quorum(n, t, conf) else {
             return Ok(());
-        }
-        let holders: Vec<NodeId> = (1..=self.views.len() as NodeId)
-            .filter(|&id| holds(id))
-            .collect();
+        };
         Err(format!(
             "leader {leader} of term {term} committed index {n}, but only nodes {holders:?} \
              have it persisted: no majority of each half of its configuration {conf:?}"
         ))
+    }
+
+    /// `None` when the nodes whose persisted logs hold entry `(index, term)`
+    /// are a majority of each half of `conf`; otherwise those nodes.
+    fn holders_short_of_quorum(
+        &self,
+        index: Index,
+        term: Term,
+        conf: &ConfState,
+    ) -> Option<Vec<NodeId>> {
+        let holds = |id: NodeId| {
+            (id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.views.get(i))
+                .is_some_and(|v| v.holds(index, term))
+        };
+        if is_quorum(conf, holds) {
+            return None;
+        }
+        Some(
+            (1..=self.views.len() as NodeId)
+                .filter(|&id| holds(id))
+                .collect(),
+        )
     }
 
     /// Configuration entry `x`, bringing in `conf`, was just seen committed
@@ -76,18 +91,9 @@ impl Checker {
         let Some(t) = self.committed_term(x) else {
             return Ok(());
         };
-        let holds = |id: NodeId| {
-            (id as usize)
-                .checked_sub(1)
-                .and_then(|i| self.views.get(i))
-                .is_some_and(|v| v.holds(x, t))
-        };
-        if is_quorum(conf, holds) {
+        let Some(holders) = self.holders_short_of_quorum(x, t, conf) else {
             return Ok(());
-        }
-        let holders: Vec<NodeId> = (1..=self.views.len() as NodeId)
-            .filter(|&id| holds(id))
-            .collect();
+        };
         Err(format!(
             "configuration entry {x} committed, but only nodes {holders:?} have it persisted: \
              no majority of each half of the configuration it brings in, {conf:?}"
