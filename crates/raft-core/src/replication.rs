@@ -180,9 +180,10 @@ impl<S: Storage> Node<S> {
         if probe || behind {
             self.send_append(from, probe)?;
         }
-        if self.transferee == Some(from) {
+        if self.transferee == Some(from) && !behind {
             // TimeoutNow may have been lost: a target that holds the whole
-            // log and still follows gets it again.
+            // log and still follows gets it again (one that is behind was
+            // just sent what it lacks, above).
             self.try_finish_transfer(from)?;
         }
         Ok(())
