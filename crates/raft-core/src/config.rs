@@ -22,6 +22,12 @@ pub struct Config {
     pub election_tick: u32,
     /// Leader heartbeat interval; must be well below `election_tick`.
     pub heartbeat_tick: u32,
+    /// A leader sends a follower its entries again when the oldest
+    /// AppendEntries to it has gone this many ticks without an answer (the
+    /// message or its reply is presumed lost). A little over the longest
+    /// round trip (with the follower's fsync); too low resends what is only
+    /// slow. Default 10, one default heartbeat interval.
+    pub resend_tick: u32,
     /// Ask for votes in a PreVote round before raising the term, so a node
     /// that cannot win never disturbs the cluster (thesis §9.6).
     pub pre_vote: bool,
@@ -75,6 +81,7 @@ impl Config {
             voters,
             election_tick: 30,
             heartbeat_tick: 10,
+            resend_tick: 10,
             pre_vote: true,
             check_quorum: true,
             noop_on_election: false,
@@ -115,6 +122,9 @@ impl Config {
                 heartbeat: self.heartbeat_tick,
                 election: self.election_tick,
             });
+        }
+        if self.resend_tick == 0 {
+            return Err(ConfigError::ZeroLimit("resend_tick"));
         }
         if self.max_msg_entries == 0 {
             return Err(ConfigError::ZeroLimit("max_msg_entries"));
@@ -177,6 +187,9 @@ mod tests {
         );
         c.heartbeat_tick = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroHeartbeat));
+        let mut c = Config::new(1, vec![1]);
+        c.resend_tick = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroLimit("resend_tick")));
         let mut c = Config::new(1, vec![1]);
         c.max_inflight = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroLimit("max_inflight")));

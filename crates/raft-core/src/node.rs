@@ -173,6 +173,7 @@ impl<S: Storage> Node<S> {
                 }
             }
             self.tick_transfer();
+            self.resend_unanswered()?;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat()?;

@@ -36,9 +36,10 @@ pub struct Progress {
     pub recent_active: bool,
     /// In Snapshot: the transfer under way.
     pub snapshot: Option<SnapshotSend>,
-    /// In Replicate: the oldest AppendEntries in flight at the last
-    /// heartbeat, to tell a lost window from a slow one.
-    pub oldest_at_beat: Option<Index>,
+    /// The oldest message still unanswered (Replicate: the front of
+    /// `inflight`; Probe: the probe) and for how many ticks it has been, to
+    /// tell a lost message or reply from a slow one.
+    pub unanswered: Option<(Index, u32)>,
 }
 
 /// A snapshot transfer to one follower. The snapshot is pinned when the
@@ -63,7 +64,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: true,
             snapshot: None,
-            oldest_at_beat: None,
+            unanswered: None,
         }
     }
 
@@ -122,25 +123,43 @@ impl Progress {
         self.recent_active = true;
         if self.state == ProgressState::Probe {
             self.probe_sent = false;
+            self.unanswered = None;
         }
     }
 
-    /// Called at each heartbeat: whether the oldest AppendEntries in flight
-    /// was already in flight at the previous heartbeat with no answer since.
-    /// Replies arrive within a round trip, so it is presumed lost, and the
-    /// follower goes back to Probe from `match_index + 1`.
-    pub fn check_stalled(&mut self) -> bool {
-        if self.state != ProgressState::Replicate {
-            self.oldest_at_beat = None;
+    /// Called every tick: whether the oldest message in flight has now gone
+    /// `resend_ticks` ticks without an answer. A reply comes within a round
+    /// trip, so the message or its reply is presumed lost and the follower
+    /// may be sent to again: in Replicate it goes back to Probe from
+    /// `match_index + 1` (the window is dropped), in Probe the probe may go
+    /// again. A later reply to the lost message is then a duplicate, which
+    /// `maybe_update` and `maybe_decr_to` already take as such.
+    pub fn tick_unanswered(&mut self, resend_ticks: u32) -> bool {
+        let oldest = match self.state {
+            ProgressState::Replicate => self.inflight.front().copied(),
+            ProgressState::Probe if self.probe_sent => Some(self.next_index),
+            _ => None,
+        };
+        let Some(oldest) = oldest else {
+            self.unanswered = None;
+            return false;
+        };
+        let waited = match self.unanswered {
+            Some((i, n)) if i == oldest => n + 1,
+            _ => 1,
+        };
+        if waited < resend_ticks {
+            self.unanswered = Some((oldest, waited));
             return false;
         }
-        let oldest = self.inflight.front().copied();
-        let stalled = oldest.is_some() && oldest == self.oldest_at_beat;
-        self.oldest_at_beat = oldest;
-        if stalled {
-            self.become_probe(self.match_index + 1);
+        match self.state {
+            ProgressState::Replicate => self.become_probe(self.match_index + 1),
+            _ => {
+                self.probe_sent = false;
+                self.unanswered = None;
+            }
         }
-        stalled
+        true
     }
 
     /// Switches to streaming, just after the known match.
@@ -150,7 +169,7 @@ impl Progress {
         self.inflight.clear();
         self.probe_sent = false;
         self.snapshot = None;
-        self.oldest_at_beat = None;
+        self.unanswered = None;
     }
 
     /// Switches to probing from `next_index`.
@@ -160,7 +179,7 @@ impl Progress {
         self.inflight.clear();
         self.probe_sent = false;
         self.snapshot = None;
-        self.oldest_at_beat = None;
+        self.unanswered = None;
     }
 
     /// Switches to sending `snapshot` from its start.
@@ -168,7 +187,7 @@ impl Progress {
         self.state = ProgressState::Snapshot;
         self.inflight.clear();
         self.probe_sent = false;
-        self.oldest_at_beat = None;
+        self.unanswered = None;
         self.snapshot = Some(SnapshotSend {
             snapshot,
             offset: 0,
@@ -289,15 +308,45 @@ mod tests {
     }
 
     #[test]
-    fn a_window_unanswered_for_a_whole_heartbeat_interval_is_presumed_lost() {
+    fn a_message_unanswered_for_resend_ticks_is_presumed_lost() {
         let mut p = Progress::new(1);
         p.become_replicate();
         p.sent(4);
-        assert!(!p.check_stalled(), "sent just now");
+        assert!(!p.tick_unanswered(3), "one tick");
+        assert!(!p.tick_unanswered(3), "two ticks");
         p.sent(8);
         p.maybe_update(4);
-        assert!(!p.check_stalled(), "an answer came in the interval");
-        assert!(p.check_stalled(), "nothing since the last heartbeat");
+        assert!(
+            !p.tick_unanswered(3),
+            "the oldest was answered: 8 waits anew"
+        );
+        assert!(!p.tick_unanswered(3));
+        assert_eq!(p.state, ProgressState::Replicate);
+        assert!(p.tick_unanswered(3), "8 unanswered for three ticks");
         assert_eq!((p.state, p.next_index), (ProgressState::Probe, 5));
+        assert!(!p.is_paused(8), "the probe may go at once");
+        assert!(!p.tick_unanswered(1), "nothing in flight, nothing lost");
+    }
+
+    #[test]
+    fn a_lost_probe_may_go_again_after_resend_ticks() {
+        let mut p = Progress::new(10);
+        p.sent(9);
+        assert!(!p.tick_unanswered(2));
+        assert!(p.is_paused(8));
+        assert!(p.tick_unanswered(2));
+        assert!(!p.is_paused(8), "the probe may go again");
+        assert_eq!(p.next_index, 10);
+        p.sent(9);
+        assert!(p.maybe_decr_to(9, 5));
+        p.sent(4);
+        assert!(!p.tick_unanswered(2), "a new probe waits anew");
+        p.resume();
+        assert!(!p.is_paused(8), "a heartbeat reply lets it go too");
+        p.sent(4);
+        assert!(!p.tick_unanswered(2), "and the wait starts over");
+        let mut s = Progress::new(5);
+        s.become_snapshot(Arc::new(Snapshot::default()));
+        assert!(!s.tick_unanswered(1), "snapshots have their own resend");
     }
 }

@@ -11,9 +11,8 @@ use crate::types::{Entry, Index, NodeId, Term};
 impl<S: Storage> Node<S> {
     /// Heartbeat round (§5.2): every follower gets a Heartbeat carrying the
     /// commit index (capped at what it is known to hold) and a read round
-    /// number (thesis §6.4). A follower whose AppendEntries went unanswered
-    /// for a whole interval is probed again; one receiving a snapshot gets
-    /// its chunk again if it went quiet.
+    /// number (thesis §6.4); one receiving a snapshot gets its chunk again if
+    /// it went quiet.
     pub(crate) fn broadcast_heartbeat(&mut self) -> Result<(), Error> {
         self.heartbeat_elapsed = 0;
         let round = self.start_round();
@@ -21,22 +20,38 @@ impl<S: Storage> Node<S> {
         let mut i = 0;
         while let Some(to) = self.tracker.peer(i) {
             i += 1;
-            let Some(pr) = self.tracker.progress.get_mut(&to) else {
+            let Some(pr) = self.tracker.progress.get(&to) else {
                 continue;
             };
-            let stalled = pr.check_stalled();
             let in_snapshot = pr.state == ProgressState::Snapshot;
             let commit = pr.match_index.min(committed);
             self.send(to, self.term, Body::Heartbeat { commit, ctx: round });
-            if stalled {
-                self.send_append(to, true)?;
-            }
             if in_snapshot {
                 self.snapshot_heartbeat(to);
             }
         }
         // A single voter confirms its own round at once.
         self.confirm_rounds();
+        Ok(())
+    }
+
+    /// Retransmission, every tick: a follower whose oldest AppendEntries
+    /// has gone `resend_tick` ticks without an answer is sent to again from
+    /// its match index (Figure 2: "if AppendEntries fails ... retry"; here a
+    /// lost request or reply is a failure too). Without this a lost message
+    /// would wait for the follower's next heartbeat reply, or forever in
+    /// Replicate state.
+    pub(crate) fn resend_unanswered(&mut self) -> Result<(), Error> {
+        let mut i = 0;
+        while let Some(to) = self.tracker.peer(i) {
+            i += 1;
+            let Some(pr) = self.tracker.progress.get_mut(&to) else {
+                continue;
+            };
+            if pr.tick_unanswered(self.cfg.resend_tick) {
+                self.send_append(to, true)?;
+            }
+        }
         Ok(())
     }
 

@@ -629,20 +629,48 @@ fn a_lost_probe_goes_again_on_a_heartbeat_reply() {
     assert_eq!(probes, 1);
 }
 
-// A window whose messages were all lost must not wait forever: after a whole
-// heartbeat interval with no answer the follower is probed again.
+// A probe lost on the way to a follower that does not answer heartbeats
+// either (its replies are lost too) goes again after `resend_tick` ticks, not
+// only when a heartbeat reply comes.
 #[test]
-fn a_lost_window_is_probed_after_a_silent_heartbeat_interval() {
+fn a_lost_probe_goes_again_after_resend_tick_ticks() {
+    let mut n = Node::new(config(1, 3), MemStorage::new()).unwrap();
+    elect(&mut n, &[2]); // its first AppendEntries to 2 and 3 are lost
+    let resend = config(1, 3).resend_tick;
+    let appends_to_2 = |n: &mut Node<MemStorage>| {
+        drain(n)
+            .into_iter()
+            .filter(|m| m.to == 2 && matches!(m.body, Body::AppendEntries { .. }))
+            .count()
+    };
+    for _ in 1..resend {
+        n.tick().unwrap();
+        assert_eq!(appends_to_2(&mut n), 0, "resent too early");
+    }
+    n.tick().unwrap();
+    assert_eq!(appends_to_2(&mut n), 1, "the probe goes again");
+}
+
+// A window whose messages were all lost must not wait forever: after
+// `resend_tick` ticks with no answer the follower is probed again, once.
+#[test]
+fn a_lost_window_is_probed_after_resend_tick_silent_ticks() {
     let mut n = pipelined_leader();
-    let mut probes = Vec::new();
-    for _ in 0..2 {
+    let resend = config(1, 3).resend_tick;
+    let probe_to_2 = |m: &Message| {
+        m.to == 2
+            && matches!(&m.body, Body::AppendEntries { prev_log_index: 1, entries, .. } if !entries.is_empty())
+    };
+    for _ in 1..resend {
         n.tick().unwrap();
+        let probes: Vec<_> = drain(&mut n).into_iter().filter(probe_to_2).collect();
+        assert!(probes.is_empty(), "resent too early: {probes:?}");
+    }
+    n.tick().unwrap();
+    let mut probes: Vec<_> = drain(&mut n).into_iter().filter(probe_to_2).collect();
+    for _ in 0..resend - 1 {
         n.tick().unwrap();
-        let out = drain(&mut n);
-        probes.extend(out.into_iter().filter(|m| {
-            m.to == 2
-                && matches!(&m.body, Body::AppendEntries { prev_log_index: 1, entries, .. } if !entries.is_empty())
-        }));
+        probes.extend(drain(&mut n).into_iter().filter(probe_to_2));
     }
     assert_eq!(probes.len(), 1, "one probe from match + 1 = 2: {probes:?}");
     // The follower (which never got entries 2 and 3) answers it.

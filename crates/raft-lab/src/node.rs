@@ -33,6 +33,12 @@ pub struct Options {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u32,
+    /// Ticks a leader waits for the answer to an AppendEntries before it
+    /// sends again (the request or its reply presumed lost). The lab's
+    /// unreliable network delays a request up to 27 ms and loses one in ten
+    /// of each way: 4 ticks (40 ms) resends a lost one after about one round
+    /// trip, where waiting for a heartbeat reply took 100–200 ms.
+    pub resend_ticks: u32,
     /// PreVote round before campaigning (thesis §9.6).
     pub pre_vote: bool,
     /// Leader steps down without a live majority; followers in touch with a
@@ -64,6 +70,7 @@ impl Default for Options {
             tick: Duration::from_millis(10),
             election_ticks: 30,
             heartbeat_ticks: 10,
+            resend_ticks: 4,
             pre_vote: true,
             check_quorum: true,
             max_calls_per_peer: 1024,
@@ -170,6 +177,7 @@ fn start_node<A: ApplySink>(
     let mut cfg = Config::new(node_id(me), (0..peers.len()).map(node_id).collect());
     cfg.election_tick = options.election_ticks;
     cfg.heartbeat_tick = options.heartbeat_ticks;
+    cfg.resend_tick = options.resend_ticks;
     cfg.pre_vote = options.pre_vote;
     cfg.check_quorum = options.check_quorum;
     cfg.seed = options.seed.unwrap_or_else(|| clock_seed(me));

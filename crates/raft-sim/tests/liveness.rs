@@ -1,8 +1,8 @@
 //! Liveness costs: a change can keep every safety property and still waste
 //! rounds (needless elections, terms that climb, catch-ups that resend
 //! what a follower already holds). These scenarios bound what a run costs:
-//! elections and term growth, time to commit after a partition heals, and
-//! messages per committed entry.
+//! elections and term growth, time to commit after a partition heals,
+//! messages per committed entry, and the commit rate over lossy links.
 //!
 //! Every bound was derived from runs of the real code over many seeds
 //! (`RAFT_SEEDS=1000 RAFT_FIGURES=1 cargo test --release -p raft-sim --test
@@ -187,5 +187,65 @@ fn commit_soon_after_a_partition_heals() {
     seeds::run("commit_soon_after_a_partition_heals", |seed| {
         commit_after_heal(3, seed)?;
         commit_after_heal(5, seed)
+    });
+}
+
+/// Every link loses a fifth of its messages (requests and replies alike)
+/// and delays the rest 1–5 ms; no crashes: three clients for 10 s. Returns
+/// entries committed per second, and fails below `bound`.
+fn lossy_rate(
+    n: usize,
+    seed: u64,
+    resend: fn(&mut raft_core::Config),
+    bound: f64,
+) -> Result<f64, SimError> {
+    let mut cfg = Cluster::builder(n, seed).configure(resend).build()?;
+    cfg.check_one_leader()?;
+    let lossy = LinkFaults {
+        drop: 0.2,
+        delay_ms: (1, 5),
+        ..LinkFaults::default()
+    };
+    for a in 1..=n as NodeId {
+        for b in (1..=n as NodeId).filter(|&b| b != a) {
+            cfg.sim_mut().set_faults(a, b, lossy);
+        }
+    }
+    let (entries, _, _) = clients_for(&mut cfg, 10_000, 8)?;
+    let rate = entries as f64 / 10.0;
+    if rate < bound {
+        return Err(cfg.fatal(format!(
+            "{rate:.1} entries per second over lossy links (bound {bound})"
+        )));
+    }
+    Ok(rate)
+}
+
+/// A lost AppendEntries or reply costs one resend interval (`resend_tick`),
+/// not a wait for the follower's next heartbeat reply or a rejection.
+#[test]
+fn lost_appends_are_resent_within_a_resend_interval() {
+    seeds::run("lost_appends_are_resent_within_a_resend_interval", |seed| {
+        for n in [3, 5] {
+            // Measured over 300 seeds, entries per second: resending after
+            // 4 ticks (raft-lab's setting, 40 ms) 103.8–130.8 (n = 3) and
+            // 95.0–117.0 (n = 5); after 10 (the default) 66.9–97.8 and
+            // 60.6–88.5; never 40.2–78.3 and 39.9–65.3, for the record (a
+            // lost entry then waits for the rejection of the next append).
+            // Bounds below each minimum.
+            let lab = lossy_rate(n, seed, |c| c.resend_tick = 4, 90.0)?;
+            let default = lossy_rate(n, seed, |_| {}, 55.0)?;
+            let never = lossy_rate(n, seed, |c| c.resend_tick = u32::MAX, 0.0)?;
+            seeds::figures(
+                seed,
+                &[
+                    ("n", n as f64),
+                    ("lab", lab),
+                    ("default", default),
+                    ("never", never),
+                ],
+            );
+        }
+        Ok(())
     });
 }
