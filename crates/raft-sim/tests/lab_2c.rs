@@ -263,6 +263,7 @@ pub fn churn_on<F: StorageFactory>(
         .unreliable(unreliable)
         .build_with(storage)?;
     let clients: Vec<_> = (0..3).map(|me| cfg.spawn_client(me)).collect();
+    let mut majority_rounds = 0;
     for _ in 0..20 {
         if cfg.rand_below(1000) < 200 {
             let i = cfg.rand_below(servers as u64) + 1;
@@ -284,6 +285,10 @@ pub fn churn_on<F: StorageFactory>(
         // Often enough that the cluster rarely settles, not so often that
         // it never catches up: a bit under an election timeout.
         cfg.run_for(ET * 7 / 10)?;
+        let up = (1..=servers as NodeId)
+            .filter(|&i| cfg.is_up(i) && cfg.is_connected(i))
+            .count();
+        majority_rounds += u32::from(up > servers / 2);
     }
     cfg.run_for(ET)?;
     cfg.set_unreliable(false);
@@ -303,6 +308,15 @@ pub fn churn_on<F: StorageFactory>(
     cfg.run_for(ET)?;
     let c = cfg.rand_cmd();
     let last_index = cfg.one(c, servers, true)?;
+    // For the record: how many commands the churn let through, and in how
+    // many rounds a majority was up (the random schedule decides that).
+    seeds::figures(
+        seed,
+        &[
+            ("commands", last_index as f64),
+            ("majority_rounds", f64::from(majority_rounds)),
+        ],
+    );
     let mut really = Vec::new();
     for index in 1..=last_index {
         match cfg.wait(index, servers, None)? {
