@@ -190,6 +190,10 @@ impl<S: Storage> Node<S> {
         if leading {
             // New members hear from the leader at once.
             self.pending_send = true;
+            // The configuration counts from when it is appended (thesis
+            // §4.1): a smaller majority may already hold what the old one
+            // did not.
+            self.maybe_commit();
         }
         // A transfer's target stays a voter: during a transfer proposals are
         // refused and leaving a joint configuration waits (`after_commit`).

@@ -591,3 +591,31 @@ fn an_abandoned_transfer_lets_the_leader_leave_the_joint_configuration() {
     assert!(!c.node(l).conf().is_joint());
     assert_eq!(c.node(l).conf(), &ConfState::new(&[1, 2, 3, 4]));
 }
+
+/// "Once a given server adds the new configuration entry to its log, it
+/// uses that configuration for all future decisions" — thesis §4.1. A
+/// removal that shrinks the majority commits what the smaller majority
+/// already holds at once, on the leader, without waiting for another reply.
+#[test]
+fn a_removal_that_shrinks_the_majority_commits_at_once() {
+    let mut c = Cluster::new(&[1, 2, 3, 4]);
+    let l = c.elect();
+    let others: Vec<NodeId> = [1, 2, 3, 4].into_iter().filter(|&v| v != l).collect();
+    // Two of four cut off: an entry on the leader and one follower is not
+    // on a majority of four.
+    c.cut.insert(others[1]);
+    c.cut.insert(others[2]);
+    let x = c.propose(b"x");
+    c.run(3);
+    assert!(c.commit(l) < x, "two of four is no majority");
+    // Removing a cut-off voter leaves three, of which the leader and
+    // others[0] hold x: a majority, as soon as the removal is in the log.
+    c.node(l)
+        .propose_conf_change(ConfChange::Remove(others[2]), vec![])
+        .unwrap();
+    assert!(
+        c.commit(l) >= x,
+        "commit {} does not reach {x} under the new configuration",
+        c.commit(l)
+    );
+}
