@@ -21,7 +21,8 @@ pub trait Storage {
     /// (the snapshot's own term at `first_index() - 1`).
     fn term(&self, index: Index) -> Result<Term, StorageError>;
     /// Entries in `[lo, hi)`, stopping once `max_bytes` is exceeded but
-    /// always returning at least one entry when the range is non-empty.
+    /// always returning at least one entry when the range is non-empty
+    /// (`hi <= lo` is empty).
     fn entries(&self, lo: Index, hi: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError>;
     /// The latest snapshot (empty, at index 0, when none was taken).
     fn snapshot(&self) -> Result<Snapshot, StorageError>;
@@ -195,11 +196,14 @@ impl Storage for MemStorage {
         if lo < self.offset() {
             return Err(StorageError::Compacted(lo));
         }
+        // A reversed range is an empty one at `lo`, which must still lie
+        // inside the log (no slice out of bounds whatever the caller asks).
+        let hi = hi.max(lo);
         if hi > self.last_index() + 1 {
             return Err(StorageError::Unavailable(hi - 1));
         }
         let from = (lo - self.offset()) as usize;
-        let to = (hi.max(lo) - self.offset()) as usize;
+        let to = (hi - self.offset()) as usize;
         Ok(take_within(&self.entries[from..to], max_bytes))
     }
 

@@ -84,6 +84,12 @@ fn entries_are_read_by_absolute_index_after_a_snapshot() {
         s.entries(5, 9, u64::MAX),
         Err(StorageError::Unavailable(8))
     ));
+    // A reversed range is empty; past the log it is an error, not a panic.
+    assert_eq!(s.entries(6, 5, u64::MAX).unwrap(), vec![]);
+    assert!(matches!(
+        s.entries(10, 3, u64::MAX),
+        Err(StorageError::Unavailable(9))
+    ));
 }
 
 #[test]
