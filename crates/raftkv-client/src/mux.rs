@@ -156,7 +156,10 @@ impl Mux {
     async fn conn(&self, endpoint: &str) -> Result<Arc<Conn>, Attempt> {
         let node = {
             let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            nodes.entry(endpoint.to_string()).or_default().clone()
+            match nodes.get(endpoint) {
+                Some(n) => n.clone(),
+                None => nodes.entry(endpoint.to_string()).or_default().clone(),
+            }
         };
         if let Some(c) = node.pick(self.per_node) {
             return Ok(c);
