@@ -212,7 +212,7 @@ impl Store {
                 answer: self.read(&op),
             },
             RecordBody::PlainWrite { op } => Outcome::Applied {
-                answer: self.execute(&op),
+                answer: self.execute(op),
             },
             RecordBody::Request { session, seq, op } => {
                 let answer = match self.sessions.check(session, seq) {
@@ -224,7 +224,7 @@ impl Store {
                         answer
                     }
                     Check::New => {
-                        let answer = self.execute(&op);
+                        let answer = self.execute(op);
                         self.sessions
                             .record(session, seq, answer.clone(), index, now);
                         answer
@@ -278,31 +278,34 @@ impl Store {
         }
     }
 
-    /// Applies one operation to the map.
-    fn execute(&mut self, op: &Op) -> Answer {
-        self.cfg.check(op)?;
+    /// Applies one operation to the map. It takes the operation, so the
+    /// key and value move into the map instead of being copied.
+    fn execute(&mut self, op: Op) -> Answer {
+        self.cfg.check(&op)?;
         match op {
-            Op::Get { .. } | Op::Range { .. } => self.read(op),
-            Op::Put { key, value } => Ok(OpResult::Replaced(
-                self.kv.insert(key.clone(), value.clone()),
-            )),
-            Op::Delete { key } => Ok(OpResult::Replaced(self.kv.remove(key))),
+            Op::Get { .. } | Op::Range { .. } => self.read(&op),
+            Op::Put { key, value } => Ok(OpResult::Replaced(self.kv.insert(key, value))),
+            Op::Delete { key } => Ok(OpResult::Replaced(self.kv.remove(&key))),
             Op::Append { key, value } => {
-                let old = self.kv.get(key).map_or(0, Vec::len);
+                let old = self.kv.get(&key).map_or(0, Vec::len);
                 let len = (old + value.len()) as u64;
                 self.cfg.check_value(len)?;
-                self.kv
-                    .entry(key.clone())
-                    .or_default()
-                    .extend_from_slice(value);
+                match self.kv.get_mut(&key) {
+                    Some(v) => v.extend_from_slice(&value),
+                    None => {
+                        self.kv.insert(key, value);
+                    }
+                }
                 Ok(OpResult::Appended { len })
             }
             Op::Cas { key, expected, new } => {
-                let previous = self.kv.get(key).cloned();
-                let matched = previous == *expected;
-                if matched {
-                    self.kv.insert(key.clone(), new.clone());
-                }
+                let matched = self.kv.get(&key) == expected.as_ref();
+                // On a match the value replaced is the one found.
+                let previous = if matched {
+                    self.kv.insert(key, new)
+                } else {
+                    self.kv.get(&key).cloned()
+                };
                 Ok(OpResult::Cas { matched, previous })
             }
         }
