@@ -1,9 +1,9 @@
 //! An async Rust client for raftkv.
 //!
 //! Give it any of the cluster's client addresses; it finds the leader (a
-//! follower's "not leader" answer names it, the nodes' status tells it), sends writes there,
-//! and retries with backoff while the cluster cannot answer (an election,
-//! a node down, back-pressure).
+//! follower's "not leader" answer names it, the nodes' status tells it),
+//! sends writes there, and retries with backoff while the cluster cannot
+//! answer (an election, a node down, back-pressure).
 //!
 //! - **Reads** ([`Client::get`], [`Client::list`]) are linearizable by
 //!   default (ReadIndex on whichever node answers, Raft thesis §6.4), or

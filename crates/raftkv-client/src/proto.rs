@@ -199,28 +199,44 @@ pub struct Leader {
 /// A node's state (what `GET /v1/status` answers, the fields a client uses).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The node's id.
     pub id: u64,
+    /// The cluster id.
     pub cluster_id: String,
     /// `follower`, `precandidate`, `candidate` or `leader`.
     pub role: String,
+    /// Its current term.
     pub term: u64,
+    /// The leader it knows of in its term.
     pub leader: Option<Leader>,
+    /// Its commit index.
     pub commit: u64,
+    /// Its last applied index.
     pub applied: u64,
+    /// Its log's last index.
     pub last_index: u64,
+    /// The index its latest snapshot covers (0: none).
     pub snapshot_index: u64,
+    /// Client requests waiting on it.
     pub pending_requests: u64,
+    /// Whether it refuses writes for lack of disk space.
     pub no_space: bool,
+    /// The other members.
     pub peers: Vec<Peer>,
 }
 
 /// Another member, as a node sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
+    /// Its node id.
     pub id: u64,
+    /// Its Raft address.
     pub raft: String,
+    /// Its client address.
     pub client: String,
+    /// Whether the peer connection is up.
     pub connected: bool,
+    /// The leader's match index for it (on the leader only).
     pub match_index: Option<u64>,
 }
 
