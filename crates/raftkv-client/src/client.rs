@@ -279,7 +279,8 @@ impl Client {
     /// One attempt: sends `call` to `first`, following redirects to the
     /// leader (a follower answers a write with "not leader" before
     /// proposing it, so following one never applies anything twice).
-    async fn attempt(&self, first: String, call: Wire<'_>) -> Result<Answered, Attempt> {
+    /// Returns the answer and the node that gave it.
+    async fn attempt(&self, first: String, call: Wire<'_>) -> Result<(Answered, String), Attempt> {
         let mut target = first;
         for _ in 0..=MAX_REDIRECTS {
             let sent = match call {
@@ -301,7 +302,7 @@ impl Client {
                     .leader
                     .as_ref()
                     .and_then(|l| codec::endpoint(&l.client).ok()),
-                _ => return Ok(answer),
+                _ => return Ok((answer, target)),
             };
             match next {
                 Some(next) => {
@@ -352,18 +353,19 @@ impl Client {
         loop {
             attempts += 1;
             let target = self.target().await;
-            let failed = match self.attempt(target.clone(), call).await {
-                Ok(reply) => match judge(reply, call.session())? {
+            let failed = match self.attempt(target, call).await {
+                // `by`: the node that answered, after any redirects.
+                Ok((reply, by)) => match judge(reply, call.session())? {
                     Judged::Answer(reply) => {
                         if call.is_write() {
                             // Only the leader answers writes.
-                            self.set_leader(Some(target));
+                            self.set_leader(Some(by));
                         }
                         return Ok(reply);
                     }
                     Judged::Again(a, forget) => {
                         if forget {
-                            self.forget_leader(&target);
+                            self.forget_leader(&by);
                         }
                         a
                     }

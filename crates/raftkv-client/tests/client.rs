@@ -72,6 +72,38 @@ both_protocols!(every_operation: every_operation_through_any_node_and_fail_over,
 both_protocols!(lost_session_answers: a_session_write_whose_answers_are_lost_is_applied_once, a_session_write_whose_answers_are_lost_is_applied_once_over_http);
 both_protocols!(lost_plain_answer: a_plain_write_whose_answer_is_lost_is_not_sent_again, a_plain_write_whose_answer_is_lost_is_not_sent_again_over_http);
 both_protocols!(typed_errors: errors_are_typed, errors_are_typed_over_http);
+both_protocols!(follows_redirect: a_write_to_a_former_leader_follows_its_redirect, a_write_to_a_former_leader_follows_its_redirect_over_http);
+
+/// The client still takes the old leader for the leader after a transfer
+/// made by another client: its next write goes there, the node (now a
+/// follower) answers "not leader" naming the new one, and the client
+/// follows, applying the write once.
+async fn follows_redirect(protocol: Protocol) {
+    let c = Cluster::start(3).await;
+    let client = Client::with_config(c.endpoints(), quick(protocol)).unwrap();
+    assert_eq!(client.put("k", "1").await.unwrap(), None);
+    let old = client
+        .leader_hint()
+        .expect("a leader learnt from the write");
+    let admin = Client::with_config(c.endpoints(), quick(protocol)).unwrap();
+    let moved = admin.transfer_leader(None).await.unwrap();
+    assert!(moved.changed);
+    let new = c.client_addr(moved.to);
+    assert_ne!(new, old);
+    assert_eq!(
+        client.leader_hint().as_deref(),
+        Some(old.as_str()),
+        "still the old leader"
+    );
+    // Through the redirect, applied once.
+    assert_eq!(client.append("log", "x").await.unwrap(), 1, "applied once");
+    assert_eq!(client.leader_hint(), Some(new));
+    assert_eq!(
+        client.put("k", "2").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    c.shutdown().await;
+}
 
 async fn every_operation(protocol: Protocol) {
     let mut c = Cluster::start(3).await;
