@@ -318,10 +318,10 @@ impl<C> Service<C> {
         if entry.index <= self.store.applied() {
             return Ok(Vec::new());
         }
-        let outcome = match entry.kind {
+        let mut outcome = Some(match entry.kind {
             EntryKind::Normal => self.store.apply(entry.index, &entry.data)?,
             _ => self.store.skip(entry.index)?,
-        };
+        });
         let mut out = Vec::new();
         while let Some(first) = self.writes.first_entry() {
             if *first.key() > entry.index {
@@ -330,11 +330,15 @@ impl<C> Service<C> {
             let index = *first.key();
             let w = first.remove();
             self.write_bytes -= w.bytes;
-            let result = if index == entry.index && w.term == entry.term {
-                answer_of(&outcome)
-            } else {
-                // Another leader's entry took its place (§5.3).
-                Err(self.lost())
+            // One request waits per index: the outcome is moved into its
+            // answer, not copied.
+            let result = match outcome.take() {
+                Some(o) if index == entry.index && w.term == entry.term => answer_of(o),
+                other => {
+                    outcome = other;
+                    // Another leader's entry took its place (§5.3).
+                    Err(self.lost())
+                }
             };
             out.push((w.client, ClientReply { id: w.id, result }));
         }
@@ -474,13 +478,13 @@ fn reply_err(id: RequestId, e: KvError) -> ClientReply {
 }
 
 /// The client's answer for a record's outcome.
-fn answer_of(outcome: &Outcome) -> Result<Answer, KvError> {
+fn answer_of(outcome: Outcome) -> Result<Answer, KvError> {
     match outcome {
-        Outcome::Registered { session } => Ok(Answer::Registered { session: *session }),
+        Outcome::Registered { session } => Ok(Answer::Registered { session }),
         Outcome::Answered { answer, .. }
         | Outcome::Read { answer }
-        | Outcome::Applied { answer } => answer.clone().map(Answer::Op),
-        Outcome::Rejected(e) => Err(KvError::BadRecord(*e)),
+        | Outcome::Applied { answer } => answer.map(Answer::Op),
+        Outcome::Rejected(e) => Err(KvError::BadRecord(e)),
         // Our own proposal is always a record; never reached.
         Outcome::Skipped => Err(KvError::EntryLost { leader: None }),
     }

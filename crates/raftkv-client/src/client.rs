@@ -1,6 +1,7 @@
 //! The client: where to send a call (the leader it last heard of, else one
-//! found through `/v1/status`, else the next endpoint), redirects followed,
-//! and retries with backoff while the cluster cannot answer.
+//! found through the nodes' status, else the next endpoint), redirects
+//! followed, and retries with backoff while the cluster cannot answer. The
+//! same loop carries HTTP calls and binary-protocol requests.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,10 @@ use tokio::task::JoinSet;
 use crate::codec;
 use crate::error::{Attempt, Error};
 use crate::http::{Call, Http, Reply};
-use crate::types::{ClientConfig, Status};
+use crate::http_kv;
+use crate::mux::Mux;
+use crate::proto::{self, Request, Response};
+use crate::types::{ClientConfig, LeaderInfo, PeerInfo, Protocol, Status};
 
 /// Most redirects one attempt follows (a follower names the leader; a
 /// second hop happens only around an election).
@@ -30,6 +34,60 @@ pub(crate) enum Retry {
     IfRefused,
 }
 
+impl Retry {
+    /// Plain writes are retried only while refused; everything else
+    /// (reads, session writes, opening a session) on any failure.
+    fn of(req: &Request) -> Retry {
+        match req {
+            Request::Put { session, .. }
+            | Request::Delete { session, .. }
+            | Request::Append { session, .. }
+            | Request::Cas { session, .. }
+                if session.is_none() =>
+            {
+                Retry::IfRefused
+            }
+            _ => Retry::Always,
+        }
+    }
+}
+
+/// One call, in the protocol that carries it.
+#[derive(Clone, Copy)]
+enum Wire<'a> {
+    Http(&'a Call),
+    Binary(&'a Request),
+}
+
+impl Wire<'_> {
+    /// Whether only the leader answers it.
+    fn is_write(&self) -> bool {
+        match self {
+            Wire::Http(c) => c.method != hyper::Method::GET,
+            Wire::Binary(r) => r.is_write(),
+        }
+    }
+
+    fn session(&self) -> Option<u64> {
+        match self {
+            Wire::Http(c) => c.session.map(|s| s.0),
+            Wire::Binary(
+                Request::Put { session, .. }
+                | Request::Delete { session, .. }
+                | Request::Append { session, .. }
+                | Request::Cas { session, .. },
+            ) => session.map(|n| n.session),
+            Wire::Binary(_) => None,
+        }
+    }
+}
+
+/// An answer, in the protocol that carried it.
+enum Answered {
+    Http(Reply),
+    Binary(Response),
+}
+
 /// An async raftkv client. Cheap to clone: clones share the connection
 /// pool and what was learnt about the leader.
 #[derive(Clone, Debug)]
@@ -42,6 +100,7 @@ struct Inner {
     endpoints: Vec<String>,
     cfg: ClientConfig,
     http: Http,
+    mux: Mux,
     /// The leader's client address, as last learnt.
     leader: Mutex<Option<String>>,
     /// The endpoint tried next when no leader is known.
@@ -75,6 +134,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 http: Http::new(cfg.attempt_timeout),
+                mux: Mux::new(cfg.connections_per_node, cfg.attempt_timeout),
                 endpoints,
                 cfg,
                 leader: Mutex::new(None),
@@ -121,26 +181,36 @@ impl Client {
         }
     }
 
-    /// `GET /v1/status` of one node, one attempt.
+    /// The status of one node (`GET /v1/status`, or the binary protocol's
+    /// `Status`), one attempt.
     pub async fn status_of(&self, endpoint: &str) -> Result<Status, Error> {
         let endpoint = codec::endpoint(endpoint)?;
-        let call = Call {
-            method: hyper::Method::GET,
-            path: "/v1/status".into(),
-            body: Default::default(),
-            json: true,
-            session: None,
+        let unavailable = |a: Attempt| Error::Unavailable {
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            last: a.message().to_string(),
         };
-        let reply =
-            self.inner
-                .http
-                .send(&endpoint, &call)
-                .await
-                .map_err(|a| Error::Unavailable {
-                    attempts: 1,
-                    elapsed: Duration::ZERO,
-                    last: a.message().to_string(),
-                })?;
+        if self.inner.cfg.protocol == Protocol::Binary {
+            let answer = self.inner.mux.send(&endpoint, &Request::Status).await;
+            return match answer.map_err(unavailable)? {
+                Response::Status(s) => Ok(status_from(s)),
+                Response::Error(e) => Err(Error::Rejected {
+                    status: e.status,
+                    kind: e.kind,
+                    message: e.message,
+                }),
+                other => Err(Error::Protocol(format!(
+                    "the status of {endpoint}: {other:?}"
+                ))),
+            };
+        }
+        let call = http_kv::to_call(&Request::Status);
+        let reply = self
+            .inner
+            .http
+            .send(&endpoint, &call)
+            .await
+            .map_err(unavailable)?;
         if reply.status != 200 {
             let (kind, message) = reply.error();
             return Err(Error::Rejected {
@@ -207,29 +277,41 @@ impl Client {
     }
 
     /// One attempt: sends `call` to `first`, following redirects to the
-    /// leader (a follower answers a write with a 307 before proposing it,
-    /// so following one never applies anything twice).
-    async fn attempt(&self, first: String, call: &Call) -> Result<Reply, Attempt> {
+    /// leader (a follower answers a write with "not leader" before
+    /// proposing it, so following one never applies anything twice).
+    /// Returns the answer and the node that gave it.
+    async fn attempt(&self, first: String, call: Wire<'_>) -> Result<(Answered, String), Attempt> {
         let mut target = first;
         for _ in 0..=MAX_REDIRECTS {
-            let reply = match self.inner.http.send(&target, call).await {
-                Ok(r) => r,
+            let sent = match call {
+                Wire::Http(c) => self.inner.http.send(&target, c).await.map(Answered::Http),
+                Wire::Binary(r) => self.inner.mux.send(&target, r).await.map(Answered::Binary),
+            };
+            let answer = match sent {
+                Ok(a) => a,
                 Err(a) => {
                     self.forget_leader(&target);
                     return Err(a);
                 }
             };
-            if !matches!(reply.status, 307 | 308) {
-                return Ok(reply);
-            }
-            match reply.location.as_deref().and_then(codec::authority) {
+            let next = match &answer {
+                Answered::Http(r) if matches!(r.status, 307 | 308) => {
+                    r.location.as_deref().and_then(codec::authority)
+                }
+                Answered::Binary(Response::Error(e)) if e.status == 307 => e
+                    .leader
+                    .as_ref()
+                    .and_then(|l| codec::endpoint(&l.client).ok()),
+                _ => return Ok((answer, target)),
+            };
+            match next {
                 Some(next) => {
                     self.set_leader(Some(next.clone()));
                     target = next;
                 }
                 None => {
                     return Err(Attempt::Refused(format!(
-                        "{target}: a redirect without a Location"
+                        "{target}: a redirect that names no leader"
                     )))
                 }
             }
@@ -237,9 +319,32 @@ impl Client {
         Err(Attempt::Refused("too many redirects".into()))
     }
 
+    /// Runs HTTP `call` until it gets an answer, an error to give the
+    /// caller, or the call's deadline.
+    pub(crate) async fn run(&self, call: &Call, retry: Retry) -> Result<Reply, Error> {
+        match self.run_wire(Wire::Http(call), retry).await? {
+            Answered::Http(reply) => Ok(reply),
+            Answered::Binary(_) => unreachable!("an HTTP call is answered over HTTP"),
+        }
+    }
+
+    /// Runs a key-value request in the configured protocol; the answer is
+    /// never an error (those end the call, or are retried).
+    pub(crate) async fn kv(&self, req: &Request) -> Result<Response, Error> {
+        let retry = Retry::of(req);
+        if self.inner.cfg.protocol == Protocol::Http {
+            let reply = self.run(&http_kv::to_call(req), retry).await?;
+            return http_kv::to_response(req, reply);
+        }
+        match self.run_wire(Wire::Binary(req), retry).await? {
+            Answered::Binary(r) => Ok(r),
+            Answered::Http(_) => unreachable!("a binary request is answered in binary"),
+        }
+    }
+
     /// Runs `call` until it gets an answer, an error to give the caller,
     /// or the call's deadline.
-    pub(crate) async fn run(&self, call: &Call, retry: Retry) -> Result<Reply, Error> {
+    async fn run_wire(&self, call: Wire<'_>, retry: Retry) -> Result<Answered, Error> {
         let cfg = &self.inner.cfg;
         let start = Instant::now();
         let mut backoff = cfg.backoff_min;
@@ -248,18 +353,19 @@ impl Client {
         loop {
             attempts += 1;
             let target = self.target().await;
-            let failed = match self.attempt(target.clone(), call).await {
-                Ok(reply) => match judge(reply, call)? {
+            let failed = match self.attempt(target, call).await {
+                // `by`: the node that answered, after any redirects.
+                Ok((reply, by)) => match judge(reply, call.session())? {
                     Judged::Answer(reply) => {
-                        if call.method != hyper::Method::GET {
+                        if call.is_write() {
                             // Only the leader answers writes.
-                            self.set_leader(Some(target));
+                            self.set_leader(Some(by));
                         }
                         return Ok(reply);
                     }
                     Judged::Again(a, forget) => {
                         if forget {
-                            self.forget_leader(&target);
+                            self.forget_leader(&by);
                         }
                         a
                     }
@@ -298,21 +404,25 @@ impl Client {
 
 /// What an answer means for the retry loop.
 enum Judged {
-    Answer(Reply),
+    Answer(Answered),
     /// Try again; whether to forget the leader (it no longer leads).
     Again(Attempt, bool),
 }
 
-/// Sorts an answer into done, retry, or an error for the caller.
-fn judge(reply: Reply, call: &Call) -> Result<Judged, Error> {
-    let status = reply.status;
-    let (kind, message) = if (200..300).contains(&status) {
-        return Ok(Judged::Answer(reply));
-    } else {
-        reply.error()
+/// Sorts an answer into done, retry, or an error for the caller. Both
+/// protocols' errors carry the HTTP API's status code and kind.
+fn judge(answer: Answered, session: Option<u64>) -> Result<Judged, Error> {
+    let (status, kind, message) = match &answer {
+        Answered::Http(r) if (200..300).contains(&r.status) => return Ok(Judged::Answer(answer)),
+        Answered::Http(r) => {
+            let (kind, message) = r.error();
+            (r.status, kind, message)
+        }
+        Answered::Binary(Response::Error(e)) => (e.status, e.kind.clone(), e.message.clone()),
+        Answered::Binary(_) => return Ok(Judged::Answer(answer)),
     };
     match (status, kind.as_str()) {
-        (404, "key_not_found") => Ok(Judged::Answer(reply)),
+        (404, "key_not_found") => Ok(Judged::Answer(answer)),
         // Refused before anything reached the log.
         (503, "busy") => Ok(Judged::Again(
             Attempt::Refused(format!("{kind}: {message}")),
@@ -328,11 +438,42 @@ fn judge(reply: Reply, call: &Call) -> Result<Judged, Error> {
             true,
         )),
         (507, _) => Err(Error::NoSpace(message)),
-        (410, _) => Err(Error::SessionExpired(call.session.map_or(0, |s| s.0))),
+        (410, _) => Err(Error::SessionExpired(session.unwrap_or(0))),
         _ => Err(Error::Rejected {
             status,
             kind,
             message,
         }),
+    }
+}
+
+/// A status from the binary protocol as the client's [`Status`].
+fn status_from(s: proto::Status) -> Status {
+    Status {
+        id: s.id,
+        cluster_id: s.cluster_id,
+        role: s.role,
+        term: s.term,
+        leader: s.leader.map(|l| LeaderInfo {
+            id: l.id,
+            client: l.client,
+        }),
+        commit: s.commit,
+        applied: s.applied,
+        last_index: s.last_index,
+        snapshot_index: s.snapshot_index,
+        pending_requests: s.pending_requests,
+        no_space: s.no_space,
+        peers: s
+            .peers
+            .into_iter()
+            .map(|p| PeerInfo {
+                id: p.id,
+                raft: p.raft,
+                client: p.client,
+                connected: p.connected,
+                match_index: p.match_index,
+            })
+            .collect(),
     }
 }

@@ -1,9 +1,9 @@
 //! An async Rust client for raftkv.
 //!
 //! Give it any of the cluster's client addresses; it finds the leader (a
-//! follower's 307 names it, `/v1/status` tells it), sends writes there,
-//! and retries with backoff while the cluster cannot answer (an election,
-//! a node down, back-pressure).
+//! follower's "not leader" answer names it, the nodes' status tells it),
+//! sends writes there, and retries with backoff while the cluster cannot
+//! answer (an election, a node down, back-pressure).
 //!
 //! - **Reads** ([`Client::get`], [`Client::list`]) are linearizable by
 //!   default (ReadIndex on whichever node answers, Raft thesis §6.4), or
@@ -47,18 +47,28 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The HTTP API it speaks is in docs/SERVER.md.
+//! It speaks raftkv's binary protocol by default ([`proto`],
+//! docs/PROTOCOL.md): one connection per node shared by every call, many
+//! requests in flight on it. [`ClientConfig::protocol`] set to
+//! [`Protocol::Http`] makes it speak the HTTP API (docs/SERVER.md)
+//! instead, with the same retries and errors. Membership calls always use
+//! HTTP.
 
 mod admin;
 mod client;
 mod codec;
 mod error;
 mod http;
+mod http_kv;
+mod mux;
 mod ops;
+pub mod proto;
 mod types;
 
 pub use admin::{Member, Members, Transfer};
 pub use client::Client;
 pub use error::Error;
 pub use ops::Session;
-pub use types::{CasOutcome, ClientConfig, Consistency, LeaderInfo, Page, PeerInfo, Status};
+pub use types::{
+    CasOutcome, ClientConfig, Consistency, LeaderInfo, Page, PeerInfo, Protocol, Status,
+};

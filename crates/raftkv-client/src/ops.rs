@@ -1,54 +1,30 @@
-//! The key-value operations: requests built, answers decoded. Plain writes
-//! are here; [`Session`] adds exactly-once writes over the same requests.
+//! The key-value operations: each builds its [`Request`] and reads its
+//! [`Response`], whichever protocol carries them. Plain writes are here;
+//! [`Session`] adds exactly-once writes over the same requests.
 
 use bytes::Bytes;
-use hyper::Method;
-use serde_json::{json, Map, Value};
 
-use crate::client::{Client, Retry};
-use crate::codec::{self, put_bytes, take_bytes};
-use crate::http::{Call, Reply};
+use crate::client::Client;
+use crate::proto::{Numbered, ReadConsistency, Request, Response};
 use crate::types::{CasOutcome, Consistency, Page};
 use crate::Error;
 
 /// `(session, seq)` of an exactly-once write; `None` for a plain write.
-pub(crate) type Numbered = Option<(u64, u64)>;
+pub(crate) type Numbering = Option<Numbered>;
 
-fn key_path(key: &[u8], consistency: Option<Consistency>) -> String {
-    let mut path = format!("/v1/kv/{}", codec::encode(key));
-    if consistency == Some(Consistency::Stale) {
-        path.push_str("?consistency=stale");
-    }
-    path
-}
-
-fn write_call(method: Method, path: String, body: Bytes, json: bool, n: Numbered) -> Call {
-    Call {
-        method,
-        path,
-        body,
-        json,
-        session: n,
+fn consistency(c: Consistency) -> ReadConsistency {
+    match c {
+        Consistency::Linearizable => ReadConsistency::Linearizable,
+        Consistency::Stale => ReadConsistency::Stale,
     }
 }
 
-fn retry_of(n: Numbered) -> Retry {
-    if n.is_some() {
-        Retry::Always
-    } else {
-        Retry::IfRefused
-    }
+fn unexpected(what: &str, got: Response) -> Error {
+    Error::Protocol(format!("{what} answered with {got:?}"))
 }
 
-fn parse(reply: &Reply) -> Result<Value, Error> {
-    serde_json::from_slice(&reply.body)
-        .map_err(|e| Error::Protocol(format!("an answer that is not JSON ({e})")))
-}
-
-fn op_body(build: impl FnOnce(&mut Map<String, Value>)) -> Bytes {
-    let mut map = Map::new();
-    build(&mut map);
-    Bytes::from(Value::Object(map).to_string())
+fn bytes(b: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(b)
 }
 
 impl Client {
@@ -64,49 +40,28 @@ impl Client {
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<Option<Bytes>, Error> {
-        let call = Call {
-            method: Method::GET,
-            path: key_path(key.as_ref(), Some(consistency)),
-            body: Bytes::new(),
-            json: false,
-            session: None,
+        let req = Request::Get {
+            key: bytes(key.as_ref()),
+            consistency: self::consistency(consistency),
         };
-        let reply = self.run(&call, Retry::Always).await?;
-        Ok((reply.status == 200).then_some(reply.body))
+        match self.kv(&req).await? {
+            Response::Value(v) => Ok(v),
+            other => Err(unexpected("a get", other)),
+        }
     }
 
     /// Up to `limit` pairs whose key starts with `prefix`, in key order
     /// (the server caps `limit` at 1,000).
     pub async fn list(&self, prefix: impl AsRef<[u8]>, limit: u32) -> Result<Page, Error> {
-        let mut path = format!(
-            "/v1/kv?prefix={}&limit={limit}",
-            codec::encode(prefix.as_ref())
-        );
-        if self.config().consistency == Consistency::Stale {
-            path.push_str("&consistency=stale");
-        }
-        let call = Call {
-            method: Method::GET,
-            path,
-            body: Bytes::new(),
-            json: true,
-            session: None,
+        let req = Request::List {
+            prefix: bytes(prefix.as_ref()),
+            limit,
+            consistency: consistency(self.config().consistency),
         };
-        let v = parse(&self.run(&call, Retry::Always).await?)?;
-        let items = v["pairs"]
-            .as_array()
-            .ok_or_else(|| Error::Protocol("a listing without \"pairs\"".into()))?;
-        let mut pairs = Vec::with_capacity(items.len());
-        for item in items {
-            let missing = || Error::Protocol("a listed pair without key or value".into());
-            let key = take_bytes(item, "key")?.ok_or_else(missing)?;
-            let value = take_bytes(item, "value")?.ok_or_else(missing)?;
-            pairs.push((key, value));
+        match self.kv(&req).await? {
+            Response::Page { pairs, more } => Ok(Page { pairs, more }),
+            other => Err(unexpected("a listing", other)),
         }
-        Ok(Page {
-            pairs,
-            more: v["more"].as_bool().unwrap_or(false),
-        })
     }
 
     /// Sets `key` to `value`; returns the value it replaced. A plain write:
@@ -148,54 +103,64 @@ impl Client {
 
     /// Opens a session for exactly-once writes.
     pub async fn open_session(&self) -> Result<Session, Error> {
-        let call = write_call(
-            Method::POST,
-            "/v1/sessions".into(),
-            Bytes::new(),
-            true,
-            None,
-        );
-        // Opening twice only leaves an idle session to expire: retry freely.
-        let v = parse(&self.run(&call, Retry::Always).await?)?;
-        let id = v["session"]
-            .as_u64()
-            .ok_or_else(|| Error::Protocol("a session answer without \"session\"".into()))?;
-        Ok(Session {
-            client: self.clone(),
-            id,
-            next_seq: 1,
-        })
+        // Opening twice only leaves an idle session to expire: retried freely.
+        match self.kv(&Request::OpenSession).await? {
+            Response::Session { id } => Ok(Session {
+                client: self.clone(),
+                id,
+                next_seq: 1,
+            }),
+            other => Err(unexpected("opening a session", other)),
+        }
     }
 
     pub(crate) async fn put_n(
         &self,
         key: &[u8],
         value: Bytes,
-        n: Numbered,
+        session: Numbering,
     ) -> Result<Option<Bytes>, Error> {
-        let call = write_call(Method::PUT, key_path(key, None), value, false, n);
-        take_bytes(&parse(&self.run(&call, retry_of(n)).await?)?, "previous")
+        let req = Request::Put {
+            key: bytes(key),
+            value,
+            session,
+        };
+        match self.kv(&req).await? {
+            Response::Replaced(previous) => Ok(previous),
+            other => Err(unexpected("a put", other)),
+        }
     }
 
-    pub(crate) async fn delete_n(&self, key: &[u8], n: Numbered) -> Result<Option<Bytes>, Error> {
-        let call = write_call(Method::DELETE, key_path(key, None), Bytes::new(), false, n);
-        take_bytes(&parse(&self.run(&call, retry_of(n)).await?)?, "previous")
+    pub(crate) async fn delete_n(
+        &self,
+        key: &[u8],
+        session: Numbering,
+    ) -> Result<Option<Bytes>, Error> {
+        let req = Request::Delete {
+            key: bytes(key),
+            session,
+        };
+        match self.kv(&req).await? {
+            Response::Replaced(previous) => Ok(previous),
+            other => Err(unexpected("a delete", other)),
+        }
     }
 
     pub(crate) async fn append_n(
         &self,
         key: &[u8],
         value: &[u8],
-        n: Numbered,
+        session: Numbering,
     ) -> Result<u64, Error> {
-        let body = op_body(|m| {
-            m.insert("op".into(), json!("append"));
-            put_bytes(m, "value", value);
-        });
-        let call = write_call(Method::POST, key_path(key, None), body, true, n);
-        parse(&self.run(&call, retry_of(n)).await?)?["len"]
-            .as_u64()
-            .ok_or_else(|| Error::Protocol("an append answer without \"len\"".into()))
+        let req = Request::Append {
+            key: bytes(key),
+            value: bytes(value),
+            session,
+        };
+        match self.kv(&req).await? {
+            Response::Appended { len } => Ok(len),
+            other => Err(unexpected("an append", other)),
+        }
     }
 
     pub(crate) async fn cas_n(
@@ -203,24 +168,18 @@ impl Client {
         key: &[u8],
         expected: Option<&[u8]>,
         new: &[u8],
-        n: Numbered,
+        session: Numbering,
     ) -> Result<CasOutcome, Error> {
-        let body = op_body(|m| {
-            m.insert("op".into(), json!("cas"));
-            if let Some(e) = expected {
-                put_bytes(m, "expected", e);
-            }
-            put_bytes(m, "new", new);
-        });
-        let call = write_call(Method::POST, key_path(key, None), body, true, n);
-        let v = parse(&self.run(&call, retry_of(n)).await?)?;
-        let matched = v["matched"]
-            .as_bool()
-            .ok_or_else(|| Error::Protocol("a cas answer without \"matched\"".into()))?;
-        Ok(CasOutcome {
-            matched,
-            previous: take_bytes(&v, "previous")?,
-        })
+        let req = Request::Cas {
+            key: bytes(key),
+            expected: expected.map(bytes),
+            new: bytes(new),
+            session,
+        };
+        match self.kv(&req).await? {
+            Response::Cas { matched, previous } => Ok(CasOutcome { matched, previous }),
+            other => Err(unexpected("a cas", other)),
+        }
     }
 }
 
@@ -252,10 +211,13 @@ impl Session {
     }
 
     /// The next write's number (writes whose outcome stayed unknown used theirs up).
-    fn number(&mut self) -> Numbered {
+    fn number(&mut self) -> Numbering {
         let seq = self.next_seq;
         self.next_seq += 1;
-        Some((self.id, seq))
+        Some(Numbered {
+            session: self.id,
+            seq,
+        })
     }
 
     /// [`Client::put`], exactly once.

@@ -94,10 +94,23 @@ pub struct Status {
     pub peers: Vec<PeerInfo>,
 }
 
+/// Which protocol a [`Client`](crate::Client) speaks for the key-value
+/// calls and status (membership calls always go over HTTP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The native binary protocol (docs/PROTOCOL.md): a few connections
+    /// per node, each carrying many requests at once. The default.
+    #[default]
+    Binary,
+    /// The HTTP API, one request at a time per connection (the servers
+    /// before the binary protocol speak only this).
+    Http,
+}
+
 /// How a [`Client`](crate::Client) behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Longest wait for one HTTP exchange (connect, send, answer). The
+    /// Longest wait for one exchange (connect, send, answer). The
     /// server answers a write it cannot finish with 504 after 10 s.
     pub attempt_timeout: Duration,
     /// Longest a whole call may take, retries included.
@@ -109,11 +122,16 @@ pub struct ClientConfig {
     /// Consistency of [`Client::get`](crate::Client::get) and
     /// [`Client::list`](crate::Client::list).
     pub consistency: Consistency,
+    /// The protocol of the key-value calls and status.
+    pub protocol: Protocol,
+    /// With [`Protocol::Binary`]: connections to each node, shared by
+    /// every call (each carries many requests at once).
+    pub connections_per_node: usize,
 }
 
 impl Default for ClientConfig {
     /// 12 s per attempt, 30 s per call, backoff from 20 ms to 1 s,
-    /// linearizable reads.
+    /// linearizable reads, the binary protocol on one connection per node.
     fn default() -> Self {
         ClientConfig {
             attempt_timeout: Duration::from_secs(12),
@@ -121,6 +139,8 @@ impl Default for ClientConfig {
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
             consistency: Consistency::Linearizable,
+            protocol: Protocol::Binary,
+            connections_per_node: 1,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{answer_losing_proxy, wait_for, Cluster};
-use raftkv_client::{Client, ClientConfig, Consistency, Error};
+use raftkv_client::{Client, ClientConfig, Consistency, Error, Protocol};
 use raftkv_server::http_client::HttpClient;
 
 /// Straight to a node, past the proxy (the client would follow the
@@ -44,19 +44,71 @@ impl Direct {
     }
 }
 
-fn quick() -> ClientConfig {
+fn quick(protocol: Protocol) -> ClientConfig {
     ClientConfig {
         attempt_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(20),
+        protocol,
         ..ClientConfig::default()
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_operation_through_any_node_and_fail_over() {
+/// Each scenario runs once per protocol.
+macro_rules! both_protocols {
+    ($scenario:ident: $binary:ident, $http:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $binary() {
+            $scenario(Protocol::Binary).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $http() {
+            $scenario(Protocol::Http).await
+        }
+    };
+}
+
+both_protocols!(every_operation: every_operation_through_any_node_and_fail_over, every_operation_over_http);
+both_protocols!(lost_session_answers: a_session_write_whose_answers_are_lost_is_applied_once, a_session_write_whose_answers_are_lost_is_applied_once_over_http);
+both_protocols!(lost_plain_answer: a_plain_write_whose_answer_is_lost_is_not_sent_again, a_plain_write_whose_answer_is_lost_is_not_sent_again_over_http);
+both_protocols!(typed_errors: errors_are_typed, errors_are_typed_over_http);
+both_protocols!(follows_redirect: a_write_to_a_former_leader_follows_its_redirect, a_write_to_a_former_leader_follows_its_redirect_over_http);
+
+/// The client still takes the old leader for the leader after a transfer
+/// made by another client: its next write goes there, the node (now a
+/// follower) answers "not leader" naming the new one, and the client
+/// follows, applying the write once.
+async fn follows_redirect(protocol: Protocol) {
+    let c = Cluster::start(3).await;
+    let client = Client::with_config(c.endpoints(), quick(protocol)).unwrap();
+    assert_eq!(client.put("k", "1").await.unwrap(), None);
+    let old = client
+        .leader_hint()
+        .expect("a leader learnt from the write");
+    let admin = Client::with_config(c.endpoints(), quick(protocol)).unwrap();
+    let moved = admin.transfer_leader(None).await.unwrap();
+    assert!(moved.changed);
+    let new = c.client_addr(moved.to);
+    assert_ne!(new, old);
+    assert_eq!(
+        client.leader_hint().as_deref(),
+        Some(old.as_str()),
+        "still the old leader"
+    );
+    // Through the redirect, applied once.
+    assert_eq!(client.append("log", "x").await.unwrap(), 1, "applied once");
+    assert_eq!(client.leader_hint(), Some(new));
+    assert_eq!(
+        client.put("k", "2").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    c.shutdown().await;
+}
+
+async fn every_operation(protocol: Protocol) {
     let mut c = Cluster::start(3).await;
     // Every node's address: the client asks them who leads.
-    let client = Client::with_config(c.endpoints(), quick()).unwrap();
+    let client = Client::with_config(c.endpoints(), quick(protocol)).unwrap();
     assert_eq!(client.put("a", "1").await.unwrap(), None);
     assert_eq!(
         client.put("a", "2").await.unwrap().as_deref(),
@@ -98,7 +150,7 @@ async fn every_operation_through_any_node_and_fail_over() {
 
     // Every node answers linearizable and stale reads.
     for id in 1..=3 {
-        let one = Client::with_config([c.client_addr(id)], quick()).unwrap();
+        let one = Client::with_config([c.client_addr(id)], quick(protocol)).unwrap();
         assert_eq!(one.get("a").await.unwrap().as_deref(), Some(&b"3"[..]));
         let stale = wait_for("a stale read to catch up", || async {
             let v = one.get_with("a", Consistency::Stale).await.ok()?;
@@ -131,8 +183,7 @@ async fn every_operation_through_any_node_and_fail_over() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_write_whose_answers_are_lost_is_applied_once() {
+async fn lost_session_answers(protocol: Protocol) {
     // The answers to the first two writes through the proxy are lost.
     let listen = format!("127.0.0.1:{}", common::free_ports(1)[0]);
     let (proxy, left) = answer_losing_proxy(listen.clone(), 2).await;
@@ -141,7 +192,7 @@ async fn a_session_write_whose_answers_are_lost_is_applied_once() {
     let cfg = ClientConfig {
         attempt_timeout: Duration::from_millis(500),
         backoff_min: Duration::from_millis(10),
-        ..quick()
+        ..quick(protocol)
     };
     let lossy = Client::with_config([proxy], cfg).unwrap();
     let mut session = lossy.open_session().await.unwrap();
@@ -153,13 +204,12 @@ async fn a_session_write_whose_answers_are_lost_is_applied_once() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_write_whose_answer_is_lost_is_not_sent_again() {
+async fn lost_plain_answer(protocol: Protocol) {
     let listen = format!("127.0.0.1:{}", common::free_ports(1)[0]);
     let (proxy, left) = answer_losing_proxy(listen.clone(), 1).await;
     let c = Cluster::single_behind(&proxy, &listen).await;
     let direct = Direct::new(&listen).await;
-    let lossy = Client::with_config([proxy], quick()).unwrap();
+    let lossy = Client::with_config([proxy], quick(protocol)).unwrap();
     let err = lossy.append("log", "x").await.unwrap_err();
     assert!(matches!(err, Error::OutcomeUnknown(_)), "{err}");
     assert!(err.may_have_applied());
@@ -169,10 +219,9 @@ async fn a_plain_write_whose_answer_is_lost_is_not_sent_again() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_are_typed() {
+async fn typed_errors(protocol: Protocol) {
     let c = Cluster::start(1).await;
-    let client = Client::with_config([c.client_addr(1)], quick()).unwrap();
+    let client = Client::with_config([c.client_addr(1)], quick(protocol)).unwrap();
     let big = vec![b'k'; 5000];
     let err = client.put(&big, "v").await.unwrap_err();
     assert!(
@@ -189,7 +238,7 @@ async fn errors_are_typed() {
     let port = common::free_ports(1)[0];
     let cfg = ClientConfig {
         call_timeout: Duration::from_millis(300),
-        ..quick()
+        ..quick(protocol)
     };
     let nobody = Client::with_config([format!("127.0.0.1:{port}")], cfg).unwrap();
     let err = nobody.put("k", "v").await.unwrap_err();

@@ -11,6 +11,9 @@
 //!   length-delimited frames ([`wire`]), bounded per-peer queues;
 //! - the **HTTP API** ([`http`], axum): `/v1/kv/{key}`, `/v1/kv`,
 //!   `/v1/sessions`, `/v1/status`, `/metrics`;
+//! - the **binary client protocol** (`binary`; `raftkv_client::proto`),
+//!   on the same port: told apart from HTTP by a connection's first byte,
+//!   many requests in flight per connection;
 //! - a ticker task (every 10 ms) and the [`metrics`];
 //! - membership: the [`admin`] API (`/v1/members`, `/v1/transfer-leader`),
 //!   the replicated [`members`] table of addresses, and `join` for a node
@@ -30,6 +33,7 @@
 //! How to run it, the API and the design: docs/SERVER.md.
 
 pub mod admin;
+mod binary;
 pub mod config;
 pub mod driver;
 pub mod http;

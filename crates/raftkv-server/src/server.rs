@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use crate::binary;
 use crate::config::{ConfigError, PeerAddrs, ServerConfig};
 use crate::driver::{self, Driver, Input};
 use crate::http::{self, AppState};
@@ -233,9 +234,15 @@ impl Server {
         let http = {
             let app = axum::ServiceExt::into_make_service(http::Api::new(state.clone()));
             let stop = http_stop.clone();
-            let listener = axum::serve::ListenerExt::tap_io(client_listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+            // Binary connections are served off this listener; the rest
+            // come out of it to the HTTP server.
+            let listener = binary::split(
+                client_listener,
+                client_addr,
+                state.clone(),
+                stop.clone(),
+                span.clone(),
+            );
             tokio::spawn(
                 async move {
                     let serve = axum::serve(listener, app)

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use clap::Args;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use raftkv_client::{Client, ClientConfig};
+use raftkv_client::{Client, ClientConfig, Protocol};
 use raftkv_server::{format_peers, PeerAddrs};
 use rand::Rng;
 use serde_json::json;
@@ -87,11 +87,44 @@ pub struct BenchArgs {
     /// local node's resident memory against the raw bytes it holds.
     #[arg(long, value_name = "KEYS")]
     pub fill: Option<u64>,
+    /// The protocol raftkv's clients speak: the native binary protocol
+    /// (all clients share one connection per node) or HTTP/1.1 (one
+    /// request at a time per connection).
+    #[arg(long, value_enum, default_value_t = WireProtocol::Binary)]
+    pub protocol: WireProtocol,
+    /// With `--protocol binary`: connections per node that all clients share.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
     /// Also run every round against this etcd cluster (client URLs,
     /// comma-separated), interleaved with raftkv's.
     #[cfg(feature = "etcd")]
     #[arg(long, value_name = "URL,...")]
     pub etcd: Option<String>,
+}
+
+/// `--protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WireProtocol {
+    /// raftkv's native binary protocol.
+    Binary,
+    /// The HTTP API.
+    Http,
+}
+
+impl WireProtocol {
+    fn client(self) -> Protocol {
+        match self {
+            WireProtocol::Binary => Protocol::Binary,
+            WireProtocol::Http => Protocol::Http,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            WireProtocol::Binary => "binary",
+            WireProtocol::Http => "http",
+        }
+    }
 }
 
 /// What a round writes to.
@@ -199,6 +232,8 @@ async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> 
     let cfg = ClientConfig {
         attempt_timeout: Duration::from_secs(10),
         call_timeout: Duration::from_secs(20),
+        protocol: args.protocol.client(),
+        connections_per_node: args.connections.max(1),
         ..ClientConfig::default()
     };
     let client = Client::with_config(endpoints, cfg)?;
@@ -215,7 +250,12 @@ async fn rounds(args: &BenchArgs, endpoints: &[String], pids: &[(u64, u32)]) -> 
         .collect();
     if !args.json {
         println!(
-            "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, closed-loop PUTs, {} s per round, {} round(s) per cell; load average {}",
+            "raftkv bench: {KEY_BYTES} B keys, {VALUE_BYTES} B values, closed-loop PUTs, raftkv over {}{}, {} s per round, {} round(s) per cell; load average {}",
+            args.protocol.name(),
+            match args.protocol {
+                WireProtocol::Binary => format!(" ({} connection(s) per node)", args.connections.max(1)),
+                WireProtocol::Http => String::new(),
+            },
             args.secs,
             args.reps.max(1),
             load_average()

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use raftkv_client::proto::{self, Request};
 use raftkv_server::{PeerAddrs, Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,10 +132,12 @@ where
 }
 
 /// A TCP proxy in front of `upstream` that loses the answers of the first
-/// `lose` key-value writes (`POST`/`PUT`/`DELETE /v1/kv/...`): it forwards
-/// the request, and when the answer comes it closes the connection instead,
-/// so the client cannot tell whether its write was applied. Returns the
-/// proxy's address and the count of answers still to lose.
+/// `lose` key-value writes, in either protocol (HTTP `POST`/`PUT`/`DELETE
+/// /v1/kv/...`, or a binary `Put`/`Delete`/`Append`/`Cas` frame): it
+/// forwards the request, and when the answer comes it closes the
+/// connection instead, so the client cannot tell whether its write was
+/// applied. Returns the proxy's address and the count of answers still to
+/// lose.
 pub async fn answer_losing_proxy(upstream: String, lose: usize) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -152,18 +156,52 @@ pub async fn answer_losing_proxy(upstream: String, lose: usize) -> (String, Arc<
     (addr, left)
 }
 
+/// What a client has sent so far on one connection, to spot writes in.
+#[derive(Default)]
+struct Sent {
+    binary: Option<bool>,
+    buf: BytesMut,
+}
+
+impl Sent {
+    /// Whether `chunk` holds (the end of) a key-value write.
+    fn has_write(&mut self, chunk: &[u8]) -> bool {
+        let binary = *self
+            .binary
+            .get_or_insert(chunk.first() == Some(&proto::MAGIC[0]));
+        if !binary {
+            return [&b"POST /v1/kv/"[..], b"PUT /v1/kv/", b"DELETE /v1/kv/"]
+                .iter()
+                .any(|m| chunk.windows(m.len()).any(|w| w == *m));
+        }
+        self.buf.extend_from_slice(chunk);
+        if self.buf.starts_with(&proto::MAGIC) && self.buf.len() >= proto::PREFACE_LEN {
+            let _ = self.buf.split_to(proto::PREFACE_LEN);
+        }
+        let mut write = false;
+        while let Ok(Some(frame)) = proto::take_frame(&mut self.buf, 1 << 30) {
+            write |= matches!(
+                proto::decode(&frame),
+                Ok(Request::Put { .. }
+                    | Request::Delete { .. }
+                    | Request::Append { .. }
+                    | Request::Cas { .. })
+            );
+        }
+        write
+    }
+}
+
 async fn relay(mut down: TcpStream, mut up: TcpStream, budget: Arc<AtomicUsize>) {
     let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
     let mut lossy = false;
+    let mut sent = Sent::default();
     loop {
         tokio::select! {
             n = down.read(&mut a) => {
                 let Ok(n @ 1..) = n else { return };
                 let chunk = &a[..n];
-                let write = [&b"POST /v1/kv/"[..], b"PUT /v1/kv/", b"DELETE /v1/kv/"]
-                    .iter()
-                    .any(|m| chunk.windows(m.len()).any(|w| w == *m));
-                if write
+                if sent.has_write(chunk)
                     && budget
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
                         .is_ok()

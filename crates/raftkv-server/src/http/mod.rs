@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use raft_core::NodeId;
 use raft_kv::{Answer, ClientRequest, Op, RequestBody};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use codec::{encode_key, percent_decode, put_bytes, take_bytes, BadEncoding};
 pub use error::{from_kv, ApiError, Redirect, RETRY_AFTER_SECS};
@@ -33,6 +33,7 @@ pub use members::from_admin_with;
 use crate::driver::{Input, Reply};
 use crate::members::Book;
 use crate::metrics::Metrics;
+use crate::status::StatusReport;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -79,6 +80,11 @@ impl AppState {
         self.inner.closing.store(true, Ordering::Relaxed);
     }
 
+    /// The largest request body taken (HTTP), which also bounds a binary frame.
+    pub(crate) fn max_body(&self) -> usize {
+        self.inner.max_body
+    }
+
     fn is_closing(&self) -> bool {
         self.inner.closing.load(Ordering::Relaxed)
     }
@@ -87,12 +93,21 @@ impl AppState {
     /// too many bytes in requests not yet answered, is "busy" at once; a
     /// driver gone is "unavailable".
     async fn call(&self, body: RequestBody, path_and_query: &str) -> Result<Answer, ApiError> {
+        let mut pending = self.submit(body)?;
+        let got = (&mut pending.rx).await;
+        self.finish(got, path_and_query)
+    }
+
+    /// Hands `body` to the driver without waiting: the answer comes on
+    /// the returned [`Pending`]. Refused at once ("busy", "unavailable")
+    /// when it cannot be taken.
+    pub(crate) fn submit(&self, body: RequestBody) -> Result<Pending, ApiError> {
         if self.inner.closing.load(Ordering::Relaxed) {
             return Err(stopping());
         }
         let bytes = u32::try_from(request_bytes(&body)).unwrap_or(u32::MAX);
         let busy = || ApiError::unavailable("busy", "too many requests waiting; retry");
-        let _permit = self
+        let permit = self
             .inner
             .in_flight
             .clone()
@@ -102,11 +117,37 @@ impl AppState {
         let request = ClientRequest { id: 0, body };
         let input = Input::Client { request, reply: tx };
         match self.inner.inbox.try_send(input) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(busy()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopping()),
+            Ok(()) => Ok(Pending {
+                rx,
+                _permit: permit,
+            }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(busy()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopping()),
         }
-        let reply = match rx.await {
+    }
+
+    /// Asks the driver for the node's status without waiting; "busy"
+    /// when its inbox is full.
+    pub(crate) fn submit_status(&self) -> Result<oneshot::Receiver<StatusReport>, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        match self.inner.inbox.try_send(Input::Status(tx)) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ApiError::unavailable(
+                "busy",
+                "too many requests waiting; retry",
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopping()),
+        }
+    }
+
+    /// The answer to a submitted request, or its error as the API gives it
+    /// (a redirect to `path_and_query` on the leader for "not the leader").
+    pub(crate) fn finish(
+        &self,
+        got: Result<Reply, oneshot::error::RecvError>,
+        path_and_query: &str,
+    ) -> Result<Answer, ApiError> {
+        let reply = match got {
             Ok(Reply::Kv(reply)) => reply,
             Ok(Reply::NoSpace) => return Err(no_space()),
             // The driver dropped the request: it is stopping, or it rebuilt
@@ -129,6 +170,13 @@ impl AppState {
             from_kv(e, &ctx)
         })
     }
+}
+
+/// A request handed to the driver: its answer, and the bytes it holds of
+/// the in-flight budget until answered.
+pub(crate) struct Pending {
+    pub rx: oneshot::Receiver<Reply>,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Bytes of keys and values a request carries.
@@ -158,7 +206,7 @@ fn no_space() -> ApiError {
     }
 }
 
-fn stopping() -> ApiError {
+pub(crate) fn stopping() -> ApiError {
     ApiError::unavailable("unavailable", "the node is stopping or stopped")
 }
 

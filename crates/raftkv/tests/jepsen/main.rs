@@ -97,6 +97,7 @@ async fn jepsen_kill_pause_and_partition_under_concurrent_clients() {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(250),
         consistency: Consistency::Linearizable,
+        ..ClientConfig::default()
     };
     let client = Client::with_config(c.endpoints(), cfg).unwrap();
     let base = Instant::now();
