@@ -64,6 +64,10 @@ pub struct Metrics {
     pub peer_protocol_errors: Counter,
     /// Client answers, by HTTP status code.
     pub http_responses: Family<CodeLabel, Counter>,
+    /// Binary-protocol answers, by the status code they carry (200: done).
+    pub binary_responses: Family<CodeLabel, Counter>,
+    /// Binary-protocol connections closed for a bad preface or frame.
+    pub binary_protocol_errors: Counter,
     /// 1 while the node refuses writes for lack of disk space.
     pub no_space: Gauge,
     /// Times the WAL was reopened after a full disk.
@@ -98,6 +102,8 @@ impl Metrics {
             peer_connections: Family::default(),
             peer_protocol_errors: Counter::default(),
             http_responses: Family::default(),
+            binary_responses: Family::default(),
+            binary_protocol_errors: Counter::default(),
             no_space: Gauge::default(),
             storage_reopens: Counter::default(),
         };
@@ -198,6 +204,16 @@ impl Metrics {
             "http_responses",
             "Client answers by status code",
             self.http_responses.clone(),
+        );
+        r.register(
+            "binary_responses",
+            "Binary-protocol answers by the status code they carry",
+            self.binary_responses.clone(),
+        );
+        r.register(
+            "binary_protocol_errors",
+            "Binary-protocol connections closed for a bad preface or frame",
+            self.binary_protocol_errors.clone(),
         );
         r.register(
             "no_space",

@@ -378,6 +378,22 @@ async fn malformed_input_closes_its_connection_and_the_node_serves_on() {
     let api = Api::new(&c.servers[&leader]);
     let r = api.get("/v1/kv/x").await;
     assert_eq!(&r.body[..], b"2");
+    // The metrics count the answers and the connections refused.
+    let m = api.get("/metrics").await.text();
+    let counter = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{m}"))
+    };
+    // Three answers on the connections above, and the status calls that
+    // found the leader.
+    assert!(counter("raftkv_binary_responses_total{code=\"200\"} ") >= 3);
+    let errors = counter("raftkv_binary_protocol_errors_total ");
+    assert!(
+        errors >= 6,
+        "{errors} protocol errors counted, 6 cases refused"
+    );
     c.shutdown().await;
 }
 

@@ -52,6 +52,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
             proto::PrefaceError::Version(_) => "unsupported_version",
         };
         debug!("binary client refused: {e}");
+        state.metrics().binary_protocol_errors.inc();
         put_error(&mut out, proto::CONNECTION_ID, 400, kind, e.to_string());
         let _ = stream.write_all(&out).await;
         return;
@@ -81,6 +82,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
                 Ok(_) => {
                     if let Err(e) = take_all(&state, &mut inbuf, max_frame, &mut out, &mut waiting) {
                         debug!("binary client: {e}");
+                        state.metrics().binary_protocol_errors.inc();
                         let (status, kind) = match e {
                             proto::FrameError::TooLarge { .. } => (413, "frame_too_large"),
                             _ => (400, "bad_frame"),
@@ -122,7 +124,7 @@ fn take_all(
         };
         match wait {
             Ok(wait) => waiting.push(InFlight { id, wait }),
-            Err(e) => put_response(out, id, &error_response(e)),
+            Err(e) => put_response(state, out, id, &error_response(e)),
         }
     }
     Ok(())
@@ -238,15 +240,26 @@ fn put_answer(state: &AppState, out: &mut BytesMut, id: u64, done: Done) {
         Done::Status(Ok(report)) => Response::Status(status_of(report)),
         Done::Status(Err(_)) => error_response(stopping()),
     };
-    put_response(out, id, &response);
+    put_response(state, out, id, &response);
 }
 
-/// Appends an answer's frame; one over [`proto::MAX_ANSWER_FRAME`] is
-/// replaced by an error.
-fn put_response(out: &mut BytesMut, id: u64, response: &Response) {
+/// Appends an answer's frame, counted by its status code in the metrics;
+/// one over [`proto::MAX_ANSWER_FRAME`] is replaced by an error.
+fn put_response(state: &AppState, out: &mut BytesMut, id: u64, response: &Response) {
     let start = out.len();
     proto::put_frame(out, id, response);
-    if out.len() - start > proto::MAX_ANSWER_FRAME {
+    let too_large = out.len() - start > proto::MAX_ANSWER_FRAME;
+    let code = match response {
+        _ if too_large => 413,
+        Response::Error(e) => e.status,
+        _ => 200,
+    };
+    state
+        .metrics()
+        .binary_responses
+        .get_or_create(&[("code", code)])
+        .inc();
+    if too_large {
         out.truncate(start);
         let message = format!(
             "the answer is over the protocol's limit of {} bytes; ask for fewer pairs",

@@ -75,6 +75,11 @@ impl AppState {
         }
     }
 
+    /// The node's metrics (the binary protocol counts its answers there).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// From now on every request is answered 503 (the node is stopping).
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Relaxed);
