@@ -112,7 +112,7 @@ pub enum WireProtocol {
 }
 
 impl WireProtocol {
-    fn client(self) -> Protocol {
+    pub(crate) fn client(self) -> Protocol {
         match self {
             WireProtocol::Binary => Protocol::Binary,
             WireProtocol::Http => Protocol::Http,

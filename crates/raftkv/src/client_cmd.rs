@@ -55,6 +55,10 @@ pub struct Common {
     /// Give up after this many seconds, retries included.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
+    /// The protocol to speak: binary (native, the default) or http (for
+    /// servers older than the binary protocol).
+    #[arg(long, value_enum, default_value = "binary")]
+    pub protocol: crate::bench::WireProtocol,
 }
 
 /// The client commands.
@@ -277,6 +281,7 @@ async fn call(cmd: ClientCommand, common: &Common) -> Result<Output, Failed> {
     let cfg = ClientConfig {
         attempt_timeout: total.min(Duration::from_secs(5)),
         call_timeout: total,
+        protocol: common.protocol.client(),
         ..ClientConfig::default()
     };
     let client = Client::with_config(endpoints(common), cfg)?;

@@ -40,6 +40,11 @@ async fn client_commands_print_for_people_and_programs_and_exit_as_documented() 
     let (code, out, _) = raftkv(e, &["put", "greeting", "hi", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(json(&out)["previous"], "hello");
+    // The same over the HTTP API, for servers older than the binary protocol.
+    let (code, out, _) = raftkv(e, &["get", "greeting", "--protocol", "http"]);
+    assert_eq!((code, out.as_str()), (0, "hi\n"));
+    let (code, _, err) = raftkv(e, &["get", "greeting", "--protocol", "carrier-pigeon"]);
+    assert_eq!(code, 2, "a usage error: {err}");
 
     // "No" answers exit 1: a missing key, a cas that does not match.
     let (code, out, err) = raftkv(e, &["get", "missing"]);
