@@ -57,3 +57,43 @@ async fn an_http_only_node_is_refused() {
         "{err}"
     );
 }
+
+/// The node's error about the connection (id 0) ends the calls on it, and
+/// its reason reaches the caller; a plain write that was sent may have
+/// been applied.
+#[tokio::test]
+async fn the_nodes_connection_error_reaches_the_caller() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Every connection: the prefaces, one request's header, the refusal.
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut p = [0u8; proto::PREFACE_LEN];
+                s.read_exact(&mut p).await.unwrap();
+                s.write_all(&proto::preface(proto::VERSION)).await.unwrap();
+                let mut header = [0u8; proto::HEADER_LEN];
+                s.read_exact(&mut header).await.unwrap();
+                let mut out = bytes::BytesMut::new();
+                let refusal = proto::ErrorBody {
+                    status: 400,
+                    kind: "bad_frame".into(),
+                    message: "refused for the test".into(),
+                    leader: None,
+                };
+                let refusal = proto::Response::Error(refusal);
+                proto::put_frame(&mut out, proto::CONNECTION_ID, &refusal);
+                let _ = s.write_all(&out).await;
+            });
+        }
+    });
+    let cfg = ClientConfig {
+        protocol: Protocol::Binary,
+        attempt_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let client = Client::with_config([addr], cfg).unwrap();
+    let err = client.put("k", "v").await.unwrap_err();
+    assert!(err.may_have_applied(), "{err}");
+    assert!(err.to_string().contains("bad_frame"), "{err}");
+}
