@@ -246,3 +246,46 @@ async fn typed_errors(protocol: Protocol) {
     assert!(!err.may_have_applied());
     c.shutdown().await;
 }
+
+/// Many calls of clones of one client share one connection: each gets its
+/// own answer (ids matched), and a write over the node's frame limit is
+/// refused alone, as over HTTP (413, nothing applied), while the calls
+/// around it on the connection are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_sharing_a_connection_get_their_own_answers() {
+    let c = Cluster::start(1).await;
+    let cfg = ClientConfig {
+        connections_per_node: 1,
+        ..quick(Protocol::Binary)
+    };
+    let client = Client::with_config([c.client_addr(1)], cfg).unwrap();
+    client.put("warm", "up").await.unwrap();
+    let huge = vec![b'v'; 3 << 20];
+    let writes = (0..32).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { client.put(format!("k{i}"), format!("v{i}")).await })
+    });
+    let big = {
+        let client = client.clone();
+        tokio::spawn(async move { client.put("huge", huge).await })
+    };
+    for w in writes.collect::<Vec<_>>() {
+        w.await.unwrap().unwrap();
+    }
+    let err = big.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected { status: 413, kind, .. } if kind == "body_too_large"),
+        "{err}"
+    );
+    assert!(!err.may_have_applied());
+    let reads = (0..32).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { (i, client.get(format!("k{i}")).await) })
+    });
+    for r in reads.collect::<Vec<_>>() {
+        let (i, got) = r.await.unwrap();
+        assert_eq!(got.unwrap().as_deref(), Some(format!("v{i}").as_bytes()));
+    }
+    assert_eq!(client.get("huge").await.unwrap(), None);
+    c.shutdown().await;
+}

@@ -195,3 +195,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The limit counts the length field's bytes (id and body): a frame
+    /// of exactly `max` is taken, one byte more is refused before its
+    /// bytes arrive, and nothing is allocated for it.
+    #[test]
+    fn a_frame_of_the_limit_is_taken_and_one_past_it_refused(body in vec(any::<u8>(), 0..300)) {
+        let mut wire = BytesMut::new();
+        proto::put_frame(&mut wire, 7, &Request::Get {
+            key: Bytes::from(body),
+            consistency: ReadConsistency::Stale,
+        });
+        let len = wire.len() - 4;
+        let mut exact = wire.clone();
+        let f = proto::take_frame(&mut exact, len).unwrap().unwrap();
+        prop_assert_eq!(f.id, 7);
+        prop_assert!(proto::decode::<Request>(&f).is_ok());
+        // Only the header of a frame past the limit: refused at once.
+        let mut header = BytesMut::from(&wire[..4]);
+        let refused = proto::take_frame(&mut header, len - 1);
+        prop_assert_eq!(refused, Err(FrameError::TooLarge { len: len as u64, max: len - 1 }));
+        prop_assert!(header.capacity() < len);
+    }
+}

@@ -1,9 +1,10 @@
 //! The binary client protocol against a real 3-node cluster in process,
 //! over raw sockets: every operation with many requests in flight on one
 //! connection, a follower's "not leader" answer naming the leader, and
-//! malformed input (a bad preface, an unknown version, a frame over the
-//! limit, a body that does not decode) that closes only its own
-//! connection while the node serves the others, in both protocols.
+//! malformed input (a bad preface, an unknown version, a body that does
+//! not decode, id 0) that closes only its own connection while the node
+//! serves the others, in both protocols, and a request over the frame
+//! limit, refused alone while its neighbours on the connection are served.
 
 mod common;
 
@@ -340,8 +341,11 @@ async fn malformed_input_closes_its_connection_and_the_node_serves_on() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (proto::preface(9).to_vec(), "unsupported_version"),
         (bad_magic, "bad_preface"),
-        (frame(u32::MAX, 1, b""), "frame_too_large"),
+        // Over the limit with the node's own id: nothing to answer it by.
+        (frame(u32::MAX, 0, b""), "frame_too_large"),
         (frame(3, 1, b""), "bad_frame"),
+        // A well-formed `Status` with id 0, which is the node's.
+        (frame(9, 0, &[7]), "bad_frame"),
         (frame(9, 1, &[0xee]), "bad_frame"),
         // A valid request followed by junk in the same frame.
         (frame(10, 1, &[7, 0]), "bad_frame"),
@@ -409,4 +413,37 @@ async fn an_idle_connection_closes_when_the_node_stops() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// A request over the frame limit is refused by its own id (413
+/// `body_too_large`, as HTTP refuses such a body) and its bytes are
+/// dropped: the requests before and after it on the connection are
+/// answered, the connection stays open, and the client can tell that the
+/// big one was never taken (with the connection closed it could not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_limit_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::single(dir.path());
+    let max = cfg.max_body_bytes;
+    let (server, api) = common::start_single(cfg).await;
+    let mut c = Conn::open(&server.client_addr().to_string()).await;
+    let huge = Request::Put {
+        key: b("huge"),
+        value: Bytes::from(vec![b'v'; max + (128 << 10)]),
+        session: None,
+    };
+    let answers = c
+        .call_all(&[put("before", "1"), huge, put("after", "2")])
+        .await;
+    assert_eq!(answers[0], Response::Replaced(None));
+    match &answers[1] {
+        Response::Error(e) => assert_eq!((e.status, e.kind.as_str()), (413, "body_too_large")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(answers[2], Response::Replaced(None));
+    // The connection goes on; nothing of the big one was applied.
+    let r = c.call(get("after", ReadConsistency::Linearizable)).await;
+    assert_eq!(r, Response::Value(Some(b("2"))));
+    assert_eq!(api.get("/v1/kv/huge").await.status, 404);
+    server.shutdown().await.unwrap();
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use raft_kv::{Answer, Consistency, Op, OpResult, RequestBody};
@@ -61,6 +61,8 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
     let (mut rd, mut wr) = stream.split();
     let mut inbuf = BytesMut::with_capacity(64 << 10);
     let mut waiting: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    // Bytes still to drop of a request refused for its size.
+    let mut skip = 0u64;
     let mut reading = true;
     loop {
         if !out.is_empty() {
@@ -80,7 +82,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
                 // The client is done sending: answer what it asked, then close.
                 Ok(0) => reading = false,
                 Ok(_) => {
-                    if let Err(e) = take_all(&state, &mut inbuf, max_frame, &mut out, &mut waiting) {
+                    if let Err(e) = take_all(&state, &mut inbuf, max_frame, &mut skip, &mut out, &mut waiting) {
                         debug!("binary client: {e}");
                         state.metrics().binary_protocol_errors.inc();
                         let (status, kind) = match e {
@@ -107,16 +109,56 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
 }
 
 /// Takes every whole frame out of `inbuf`: each request is handed to the
-/// driver, or answered at once when refused at the door.
+/// driver, or answered at once when refused at the door. A request over
+/// the frame limit is refused by its own id (413, as HTTP refuses a body
+/// over the limit) and its bytes dropped as they come, never buffered:
+/// the other requests on the connection go on, and the client knows the
+/// request was not taken.
 fn take_all(
     state: &AppState,
     inbuf: &mut BytesMut,
     max_frame: usize,
+    skip: &mut u64,
     out: &mut BytesMut,
     waiting: &mut FuturesUnordered<InFlight>,
 ) -> Result<(), proto::FrameError> {
-    while let Some(frame) = proto::take_frame(inbuf, max_frame)? {
+    loop {
+        if *skip > 0 {
+            let n = (*skip).min(inbuf.len() as u64);
+            inbuf.advance(n as usize);
+            *skip -= n;
+            if *skip > 0 {
+                return Ok(());
+            }
+        }
+        let frame = match proto::take_frame(inbuf, max_frame) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            // Its id comes next: wait for it.
+            Err(proto::FrameError::TooLarge { .. }) if inbuf.len() < proto::HEADER_LEN => {
+                return Ok(())
+            }
+            Err(proto::FrameError::TooLarge { len, max }) => {
+                let id =
+                    u64::from_be_bytes(inbuf[4..proto::HEADER_LEN].try_into().expect("8 bytes"));
+                if id == proto::CONNECTION_ID {
+                    return Err(proto::FrameError::TooLarge { len, max });
+                }
+                inbuf.advance(proto::HEADER_LEN);
+                *skip = len.saturating_sub(8);
+                let message = format!("the request is over the limit of {max} bytes");
+                put_error(out, id, 413, "body_too_large", message);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let id = frame.id;
+        if id == proto::CONNECTION_ID {
+            return Err(proto::FrameError::BadBody {
+                id,
+                reason: "request id 0 is the node's own".into(),
+            });
+        }
         let req: Request = proto::decode(&frame)?;
         let wait = match req {
             Request::Status => state.submit_status().map(Wait::Status),
@@ -127,7 +169,6 @@ fn take_all(
             Err(e) => put_response(state, out, id, &error_response(e)),
         }
     }
-    Ok(())
 }
 
 /// The raft-kv request of a binary one (`Status` is not one).
