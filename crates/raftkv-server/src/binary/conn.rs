@@ -148,6 +148,7 @@ fn take_all(
                 *skip = len.saturating_sub(8);
                 let message = format!("the request is over the limit of {max} bytes");
                 put_error(out, id, 413, "body_too_large", message);
+                count(state, 413);
                 continue;
             }
             Err(e) => return Err(e),
@@ -295,11 +296,7 @@ fn put_response(state: &AppState, out: &mut BytesMut, id: u64, response: &Respon
         Response::Error(e) => e.status,
         _ => 200,
     };
-    state
-        .metrics()
-        .binary_responses
-        .get_or_create(&[("code", code)])
-        .inc();
+    count(state, code);
     if too_large {
         out.truncate(start);
         let message = format!(
@@ -308,6 +305,15 @@ fn put_response(state: &AppState, out: &mut BytesMut, id: u64, response: &Respon
         );
         put_error(out, id, 413, "answer_too_large", message);
     }
+}
+
+/// Counts an answer in the metrics, by the status code it carries.
+fn count(state: &AppState, code: u16) {
+    state
+        .metrics()
+        .binary_responses
+        .get_or_create(&[("code", code)])
+        .inc();
 }
 
 fn put_error(out: &mut BytesMut, id: u64, status: u16, kind: &str, message: String) {
