@@ -199,6 +199,16 @@ fn handle_async_needs_no_executor_and_ends_with_the_node() {
     };
     let follower = (leader + 1) % 3;
     let term = c.nodes[leader].get_state().0;
+    // A leader needs one vote besides its own: wait until this follower has
+    // heard of its term too.
+    let deadline = Instant::now() + PATIENCE;
+    while c.nodes[follower].get_state().0 < term {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the term"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A stale AppendEntries from an old term gets its answer (the newer
     // term), awaited on this thread with no executor at all.
     let stale = Message {
