@@ -31,6 +31,15 @@ fn clients_for(cfg: &mut Cluster, ms: u64, size: usize) -> Result<(u64, u64, u64
     Ok((entries, cfg.messages() - m0, cfg.bytes_total() - b0))
 }
 
+/// Gives every link between the `n` nodes the same faults.
+fn every_link(cfg: &mut Cluster, n: usize, faults: LinkFaults) {
+    for a in 1..=n as NodeId {
+        for b in (1..=n as NodeId).filter(|&b| b != a) {
+            cfg.sim_mut().set_faults(a, b, faults);
+        }
+    }
+}
+
 fn committed(cfg: &Cluster) -> u64 {
     cfg.sim().checker().committed_index()
 }
@@ -105,11 +114,7 @@ fn duplicating_links_cost_bounded_messages() {
             delay_ms: (0, 30),
             ..LinkFaults::default()
         };
-        for a in 1..=n as NodeId {
-            for b in (1..=n as NodeId).filter(|&b| b != a) {
-                cfg.sim_mut().set_faults(a, b, dup);
-            }
-        }
+        every_link(&mut cfg, n, dup);
         let size = 100;
         let (entries, messages, bytes) = clients_for(&mut cfg, 10_000, size)?;
         let per_entry = messages as f64 / entries as f64;
@@ -206,11 +211,7 @@ fn lossy_rate(
         delay_ms: (1, 5),
         ..LinkFaults::default()
     };
-    for a in 1..=n as NodeId {
-        for b in (1..=n as NodeId).filter(|&b| b != a) {
-            cfg.sim_mut().set_faults(a, b, lossy);
-        }
-    }
+    every_link(&mut cfg, n, lossy);
     let (entries, _, _) = clients_for(&mut cfg, 10_000, 8)?;
     let rate = entries as f64 / 10.0;
     if rate < bound {
