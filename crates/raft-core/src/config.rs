@@ -44,6 +44,16 @@ pub struct Config {
     pub max_msg_bytes: u64,
     /// Most AppendEntries in flight to one follower (pipelining window).
     pub max_inflight: usize,
+    /// While at most this many entries sent to a follower are unacknowledged,
+    /// each new AppendEntries carries them again with the new ones (it
+    /// follows the match index, not the last message). For transports that
+    /// reorder or lose single messages (the lab's RPC layer, datagrams): a
+    /// message that overtakes an earlier one, or follows a lost one, is then
+    /// accepted on its own instead of failing the consistency check and
+    /// dropping the window to a probe. Such a message holds up to this many
+    /// entries beyond `max_msg_entries`. 0 (the default) sends each entry
+    /// once, right for an ordered stream such as one TCP connection per peer.
+    pub carry_unacked: usize,
     /// Most bytes of snapshot data in one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: usize,
     /// Most entry bytes handed out to apply in one Ready (at least one entry),
@@ -88,6 +98,7 @@ impl Config {
             max_msg_entries: 512,
             max_msg_bytes: 1 << 20,
             max_inflight: 64,
+            carry_unacked: 0,
             snapshot_chunk_bytes: 64 << 10,
             max_apply_bytes: 16 << 20,
             lease_reads: false,

@@ -95,7 +95,45 @@ impl<S: Storage> Node<S> {
         if prev >= self.log.last_index() && !allow_empty {
             return Ok(false);
         }
+        let unacked = prev - pr.match_index;
+        if pr.state == ProgressState::Replicate
+            && unacked > 0
+            && unacked <= self.cfg.carry_unacked as Index
+            && self.send_carrying(to, pr.match_index, prev + 1)?
+        {
+            return Ok(true);
+        }
         self.send_append_at(to, prev, true)
+    }
+
+    /// Sends the entries after `match_index`, the unacknowledged ones again,
+    /// through at least `next` (`Config::carry_unacked`). Whichever of the
+    /// messages in flight arrives first passes the consistency check.
+    /// Returns false, sending nothing, when they are compacted or do not all
+    /// fit in one message: the caller then sends from `next` as usual.
+    fn send_carrying(
+        &mut self,
+        to: NodeId,
+        match_index: Index,
+        next: Index,
+    ) -> Result<bool, Error> {
+        let hi = next
+            .saturating_add(self.cfg.max_msg_entries as Index)
+            .min(self.log.last_index() + 1);
+        let found = self.log.term(match_index).and_then(|term| {
+            let entries = self
+                .log
+                .entries(match_index + 1, hi, self.cfg.max_msg_bytes)?;
+            Ok((term, entries))
+        });
+        match found {
+            Ok((term, entries)) if entries.last().is_some_and(|e| e.index >= next) => {
+                self.send_entries(to, match_index, term, entries);
+                Ok(true)
+            }
+            Ok(_) | Err(StorageError::Compacted(_) | StorageError::Unavailable(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends AppendEntries after `prev` (with entries if `with_entries`), or
@@ -129,6 +167,12 @@ impl<S: Storage> Node<S> {
                 Err(e) => return Err(e.into()),
             };
         }
+        self.send_entries(to, prev, prev_term, entries);
+        Ok(true)
+    }
+
+    /// Sends one AppendEntries and records it in the follower's progress.
+    fn send_entries(&mut self, to: NodeId, prev: Index, prev_term: Term, entries: Vec<Entry>) {
         let last = entries.last().map_or(prev, |e| e.index);
         if let Some(pr) = self.tracker.progress.get_mut(&to) {
             pr.sent(last);
@@ -140,7 +184,6 @@ impl<S: Storage> Node<S> {
             leader_commit: self.log.committed(),
         };
         self.send(to, self.term, body);
-        Ok(true)
     }
 
     /// AppendEntries receiver (Figure 2). `term` equals ours, we do not

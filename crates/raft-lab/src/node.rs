@@ -39,6 +39,13 @@ pub struct Options {
     /// of each way: 4 ticks (40 ms) resends a lost one after about one round
     /// trip, where waiting for a heartbeat reply took 100–200 ms.
     pub resend_ticks: u32,
+    /// Unacknowledged entries each new AppendEntries carries again
+    /// (`Config::carry_unacked`). Every call here is a thread of its own and
+    /// the lab's network delays each by 0–27 ms, so appends overtake one
+    /// another all the time: carrying the unacknowledged entries lets the
+    /// first to arrive pass the consistency check instead of dropping the
+    /// window to a probe. 0 sends each entry once.
+    pub carry_unacked: usize,
     /// PreVote round before campaigning (thesis §9.6).
     pub pre_vote: bool,
     /// Leader steps down without a live majority; followers in touch with a
@@ -71,6 +78,7 @@ impl Default for Options {
             election_ticks: 30,
             heartbeat_ticks: 10,
             resend_ticks: 4,
+            carry_unacked: 64,
             pre_vote: true,
             check_quorum: true,
             max_calls_per_peer: 1024,
@@ -178,6 +186,7 @@ fn start_node<A: ApplySink>(
     cfg.election_tick = options.election_ticks;
     cfg.heartbeat_tick = options.heartbeat_ticks;
     cfg.resend_tick = options.resend_ticks;
+    cfg.carry_unacked = options.carry_unacked;
     cfg.pre_vote = options.pre_vote;
     cfg.check_quorum = options.check_quorum;
     cfg.seed = options.seed.unwrap_or_else(|| clock_seed(me));

@@ -1,6 +1,7 @@
 //! Long random runs: partitions, crashes, restarts, lost, duplicated and
 //! reordered messages, with clients proposing throughout and snapshots on;
 //! at the end every command a client saw committed is on every node.
+//! Odd seeds run with `Config::carry_unacked` on.
 //! Also: the same seed replays the same run, byte for byte.
 
 use raft_sim::{run_chaos, seeds, ChaosConfig, Cluster, SimError};
@@ -11,7 +12,16 @@ fn chaos_run(
     duration_ms: u64,
     command_bytes: usize,
 ) -> Result<(), SimError> {
-    let mut cfg = Cluster::builder(nodes, seed).snapshot_every(10).build()?;
+    // Odd seeds carry unacknowledged entries in every AppendEntries
+    // (`Config::carry_unacked`), so both ways of sending meet every fault.
+    let carry: fn(&mut raft_core::Config) = match seed % 2 {
+        1 => |c| c.carry_unacked = 64,
+        _ => |_| {},
+    };
+    let mut cfg = Cluster::builder(nodes, seed)
+        .snapshot_every(10)
+        .configure(carry)
+        .build()?;
     let chaos = ChaosConfig {
         duration_ms,
         clients: 3,

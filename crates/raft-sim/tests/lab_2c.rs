@@ -259,7 +259,18 @@ pub fn churn_on<F: StorageFactory>(
     storage: F,
 ) -> Result<(), SimError> {
     let servers = 5;
+    // On the unreliable network, raft-lab's settings for it (resend after 4
+    // ticks, carry unacknowledged entries), so the figures below compare
+    // with raft-lab's own run of this test.
+    let lab: fn(&mut raft_core::Config) = match unreliable {
+        true => |c| {
+            c.resend_tick = 4;
+            c.carry_unacked = 64;
+        },
+        false => |_| {},
+    };
     let mut cfg = Cluster::builder(servers, seed)
+        .configure(lab)
         .unreliable(unreliable)
         .build_with(storage)?;
     let clients: Vec<_> = (0..3).map(|me| cfg.spawn_client(me)).collect();
