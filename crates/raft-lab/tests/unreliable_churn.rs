@@ -131,7 +131,7 @@ fn unreliable_churn() {
     report("unreliable_churn", started, &c);
     // How many commands commit is a figure, not a pass mark: it is wall
     // time on real threads, and it swings with the random fault schedule
-    // (309 to 953 in ten runs on an idle two-core machine). What must hold
+    // (722 to 1,585 in ten runs on a two-core machine). What must hold
     // is the lab's: clients saw commits through the churn, and every value
     // a client saw committed is in the log all five agree on.
     assert!(
