@@ -71,6 +71,9 @@ struct State {
     /// The highest id handed to the socket: a request above it never left.
     sent_through: u64,
     waiting: HashMap<u64, oneshot::Sender<Response>>,
+    /// Frames received so far: a call that times out with this unchanged
+    /// since it was made heard nothing on the connection at all.
+    heard: u64,
     /// Why the connection ended, once it has.
     closed: Option<String>,
 }
@@ -111,20 +114,25 @@ impl Mux {
 
     /// Sends `req` to node `endpoint` (`host:port`) and waits for its
     /// answer, at most the attempt timeout.
+    ///
+    /// A call that times out without the connection bringing anything at
+    /// all since it was made closes that connection: the node (or the path
+    /// to it) is presumed gone, and the next call opens a new one rather
+    /// than wait on a dead socket. A connection that goes on bringing other
+    /// answers stays: only that request is slow.
     pub async fn send(&self, endpoint: &str, req: &Request) -> Result<Response, Attempt> {
-        let sent = tokio::time::timeout(self.timeout, self.exchange(endpoint, req)).await;
-        sent.unwrap_or_else(|_| {
-            Err(Attempt::Unknown(format!(
-                "{endpoint}: no answer within {:?}",
-                self.timeout
-            )))
-        })
-    }
-
-    async fn exchange(&self, endpoint: &str, req: &Request) -> Result<Response, Attempt> {
-        let conn = self.conn(endpoint).await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let conn = match tokio::time::timeout_at(deadline, self.conn(endpoint)).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(Attempt::Refused(format!(
+                    "{endpoint}: not connected within {:?}",
+                    self.timeout
+                )))
+            }
+        };
         let (tx, rx) = oneshot::channel();
-        let id = {
+        let (id, heard) = {
             let mut s = conn.lock();
             if let Some(why) = &s.closed {
                 return Err(Attempt::Refused(format!("{endpoint}: {why}")));
@@ -133,13 +141,22 @@ impl Mux {
             let id = s.next_id;
             proto::put_frame(&mut s.out, id, req);
             s.waiting.insert(id, tx);
-            id
+            (id, s.heard)
         };
         conn.wake.notify_one();
         // Gone from `waiting` on a timeout too, by the guard.
         let guard = Forget { conn: &conn, id };
-        let answer = rx.await;
+        let answer = tokio::time::timeout_at(deadline, rx).await;
         drop(guard);
+        let Ok(answer) = answer else {
+            if conn.lock().heard == heard {
+                conn.close(format!("nothing heard for {:?}", self.timeout));
+            }
+            return Err(Attempt::Unknown(format!(
+                "{endpoint}: no answer within {:?}",
+                self.timeout
+            )));
+        };
         answer.map_err(|_| {
             let s = conn.lock();
             let why = s.closed.as_deref().unwrap_or("connection lost");
@@ -314,7 +331,11 @@ fn deliver(conn: &Conn, buf: &mut BytesMut) -> Result<(), String> {
             });
         }
         // A caller that gave up is no longer waiting: its answer is dropped.
-        let waiting = conn.lock().waiting.remove(&frame.id);
+        let waiting = {
+            let mut s = conn.lock();
+            s.heard += 1;
+            s.waiting.remove(&frame.id)
+        };
         if let Some(tx) = waiting {
             let _ = tx.send(answer);
         }
