@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::binary;
@@ -110,6 +111,8 @@ pub struct Server {
     cancel: CancellationToken,
     http_stop: CancellationToken,
     http: JoinHandle<()>,
+    /// The client port's accept loop and binary connections.
+    binary: TaskTracker,
     done: Option<oneshot::Receiver<Result<(), ServerError>>>,
     metrics: Arc<Metrics>,
     span: tracing::Span,
@@ -231,6 +234,7 @@ impl Server {
             metrics.clone(),
         );
         let http_stop = CancellationToken::new();
+        let binary = TaskTracker::new();
         let http = {
             let app = axum::ServiceExt::into_make_service(http::Api::new(state.clone()));
             let stop = http_stop.clone();
@@ -241,6 +245,7 @@ impl Server {
                 client_addr,
                 state.clone(),
                 stop.clone(),
+                binary.clone(),
                 span.clone(),
             );
             tokio::spawn(
@@ -270,6 +275,7 @@ impl Server {
             cancel,
             http_stop,
             http,
+            binary,
             done: Some(done),
             metrics,
             span,
@@ -327,6 +333,17 @@ impl Server {
             .is_err()
         {
             self.http.abort();
+        }
+        // Binary connections end on their own once their answers are out,
+        // or a grace period after the stop for a client that stopped
+        // reading (see binary::conn); this bound is only a backstop.
+        self.binary.close();
+        if tokio::time::timeout(HTTP_DRAIN, self.binary.wait())
+            .await
+            .is_err()
+        {
+            self.span
+                .in_scope(|| warn!("binary client connections still open at shutdown"));
         }
         result
     }

@@ -447,3 +447,45 @@ async fn a_request_over_the_limit_is_refused_alone() {
     assert_eq!(api.get("/v1/kv/huge").await.status, 404);
     server.shutdown().await.unwrap();
 }
+
+/// A client that asks for much and stops reading holds its connection no
+/// longer than a grace period once the node stops: shutdown ends, and the
+/// connection closes before all that was asked for was sent (were the task
+/// still writing, reading now would let every answer through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _api) = common::start_single(common::single(dir.path())).await;
+    let mut conn = Conn::open(&server.client_addr().to_string()).await;
+    let value = "x".repeat(256 << 10);
+    assert_eq!(
+        conn.call(put("big", &value)).await,
+        Response::Replaced(None)
+    );
+    // 100 MiB of answers: far more than the sockets buffer.
+    const ASKED: usize = 400;
+    let gets: Vec<_> = (0..ASKED)
+        .map(|_| get("big", ReadConsistency::Stale))
+        .collect();
+    conn.send_all(&gets).await;
+    // The driver takes requests in order: once a later one on another
+    // connection is answered, every get above was, and the first
+    // connection's task is writing what the client does not read.
+    let mut other = Conn::open(&server.client_addr().to_string()).await;
+    assert_eq!(
+        other.call(get("absent", ReadConsistency::Stale)).await,
+        Response::Value(None)
+    );
+    tokio::time::timeout(Duration::from_secs(15), server.shutdown())
+        .await
+        .expect("shutdown ends while the client reads nothing")
+        .unwrap();
+    let mut answers = 0;
+    while conn.next().await.is_some() {
+        answers += 1;
+    }
+    assert!(
+        answers < ASKED,
+        "all {answers} answers were sent after the stop"
+    );
+}

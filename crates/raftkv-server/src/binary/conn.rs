@@ -7,7 +7,9 @@
 //! spawned per request. Whenever answers are ready it encodes all of them
 //! and writes them in one write. A bad preface, a frame over the limit or
 //! one that does not decode gets an error frame (id 0), and the
-//! connection closes; the node goes on.
+//! connection closes; the node goes on. A client that reads none of its
+//! answers for [`WRITE_STALL`] (or [`STOP_GRACE`] once the node stops)
+//! loses the connection, so it cannot hold the task or the shutdown.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +21,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use raft_kv::{Answer, Consistency, Op, OpResult, RequestBody};
 use raftkv_client::proto::{self, ErrorBody, Leader, ReadConsistency, Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +38,11 @@ const PREFACE_WITHIN: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 4096;
 /// Room in a request frame besides the body limit: the key, the header.
 const FRAME_OVERHEAD: usize = 64 << 10;
+/// A client that takes none of its answers' bytes for this long is gone or
+/// stuck: its connection closes.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+/// Once the node stops, how long a client may take to read what is left.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves one connection whose first byte was the preface's.
 pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: CancellationToken) {
@@ -54,7 +61,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
         debug!("binary client refused: {e}");
         state.metrics().binary_protocol_errors.inc();
         put_error(&mut out, proto::CONNECTION_ID, 400, kind, e.to_string());
-        let _ = stream.write_all(&out).await;
+        let _ = tokio::time::timeout(STOP_GRACE, stream.write_all(&out)).await;
         return;
     }
     let max_frame = state.max_body() + FRAME_OVERHEAD;
@@ -66,7 +73,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
     let mut reading = true;
     loop {
         if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
+            if !write_out(&mut wr, &out, &stop).await {
                 return;
             }
             out.clear();
@@ -90,7 +97,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
                             _ => (400, "bad_frame"),
                         };
                         put_error(&mut out, proto::CONNECTION_ID, status, kind, e.to_string());
-                        let _ = wr.write_all(&out).await;
+                        write_out(&mut wr, &out, &stop).await;
                         return;
                     }
                 }
@@ -106,6 +113,33 @@ pub(super) async fn serve(mut stream: TcpStream, state: AppState, stop: Cancella
             _ = stop.cancelled(), if reading => reading = false,
         }
     }
+}
+
+/// Writes `out`; false when the connection failed, or the client took
+/// none of it for [`WRITE_STALL`] ([`STOP_GRACE`] once `stop` is
+/// cancelled): a client that stops reading holds its connection's task,
+/// and with it the node's shutdown, no longer than that.
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &[u8],
+    stop: &CancellationToken,
+) -> bool {
+    let mut at = 0;
+    while at < out.len() {
+        let stopping = stop.is_cancelled();
+        let limit = if stopping { STOP_GRACE } else { WRITE_STALL };
+        let wrote = tokio::select! {
+            w = tokio::time::timeout(limit, wr.write(&out[at..])) => w,
+            // Nothing was written (a write is cancel-safe): go on with the
+            // shorter limit.
+            _ = stop.cancelled(), if !stopping => continue,
+        };
+        match wrote {
+            Ok(Ok(n)) if n > 0 => at += n,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Takes every whole frame out of `inbuf`: each request is handed to the

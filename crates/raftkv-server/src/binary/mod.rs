@@ -14,6 +14,7 @@ use raftkv_client::proto::MAGIC;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{warn, Instrument};
 
 use crate::http::AppState;
@@ -47,15 +48,19 @@ impl axum::serve::Listener for Split {
 }
 
 /// Starts the accept loop on the client port (bound at `addr`); HTTP
-/// connections come out of the returned listener. Everything ends on `stop`.
+/// connections come out of the returned listener. Everything ends on `stop`;
+/// the loop and every binary connection's task run on `tasks`, so the
+/// server can wait for them to end.
 pub(crate) fn split(
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
     stop: CancellationToken,
+    tasks: TaskTracker,
     span: tracing::Span,
 ) -> Split {
     let (tx, rx) = mpsc::channel(HANDOFF);
+    let tracker = tasks.clone();
     let accept = async move {
         loop {
             let accepted = tokio::select! {
@@ -73,12 +78,12 @@ pub(crate) fn split(
             };
             let _ = stream.set_nodelay(true);
             let (tx, state, stop) = (tx.clone(), state.clone(), stop.clone());
-            tokio::spawn(
+            tracker.spawn(
                 async move { classify(stream, peer, tx, state, stop).await }.in_current_span(),
             );
         }
     };
-    tokio::spawn(accept.instrument(span));
+    tasks.spawn(accept.instrument(span));
     Split { rx, addr }
 }
 
