@@ -43,7 +43,8 @@ pub struct Progress {
 }
 
 /// A snapshot transfer to one follower. The snapshot is pinned when the
-/// transfer starts, so newer compactions on the leader never restart it.
+/// transfer starts, so once the follower answers, newer compactions on the
+/// leader never restart it (one never answered may move to a newer one).
 #[derive(Clone, Debug)]
 pub struct SnapshotSend {
     pub snapshot: Arc<Snapshot>,
@@ -51,6 +52,8 @@ pub struct SnapshotSend {
     pub offset: u64,
     /// A reply came since the last heartbeat (else the heartbeat resends).
     pub heard: bool,
+    /// The follower has answered this transfer at least once.
+    pub answered: bool,
 }
 
 impl Progress {
@@ -192,6 +195,7 @@ impl Progress {
             snapshot,
             offset: 0,
             heard: true,
+            answered: false,
         });
     }
 

@@ -27,7 +27,7 @@ impl<S: Storage> Node<S> {
             let commit = pr.match_index.min(committed);
             self.send(to, self.term, Body::Heartbeat { commit, ctx: round });
             if in_snapshot {
-                self.snapshot_heartbeat(to);
+                self.snapshot_heartbeat(to)?;
             }
         }
         // A single voter confirms its own round at once.

@@ -61,21 +61,32 @@ impl<S: Storage> Node<S> {
     }
 
     /// Heartbeat for a follower receiving a snapshot: resend the current
-    /// chunk only if nothing was heard from it for a whole interval.
-    pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) {
+    /// chunk only if nothing was heard from it for a whole interval. A
+    /// transfer the follower never answered (it was cut off, say) moves to
+    /// the newest snapshot if the leader has compacted since: nothing of
+    /// the old one reached it, and installing the old one would only be
+    /// followed by another transfer. Once answered, a transfer stays pinned.
+    pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) -> Result<(), Error> {
         let Some(send) = self
             .tracker
             .progress
             .get_mut(&to)
             .and_then(|p| p.snapshot.as_mut())
         else {
-            return;
+            return Ok(());
         };
         let resend = !send.heard;
         send.heard = false;
-        if resend {
-            self.send_snapshot_chunk(to);
+        if !resend {
+            return Ok(());
         }
+        // The stored snapshot (one taken but not yet persisted cannot be sent).
+        let stored = self.log.storage().first_index().saturating_sub(1);
+        if !send.answered && stored > send.snapshot.meta.index {
+            return self.start_snapshot(to);
+        }
+        self.send_snapshot_chunk(to);
+        Ok(())
     }
 
     /// InstallSnapshot receiver (Figure 13), `term` equal to ours and not
@@ -194,6 +205,7 @@ impl<S: Storage> Node<S> {
         }
         if let Some(send) = pr.snapshot.as_mut() {
             send.heard = true;
+            send.answered = true;
             // An equal offset is a duplicate reply: that chunk is in flight.
             if next_offset != send.offset {
                 send.offset = next_offset;

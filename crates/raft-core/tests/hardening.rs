@@ -681,3 +681,95 @@ fn a_lost_window_is_probed_after_resend_tick_silent_ticks() {
     drain(&mut n);
     assert_eq!(n.match_index(2), Some(3));
 }
+
+/// Node 1 leads 2 and 3; node 3 holds its 6 entries, the leader has
+/// compacted through 3 and node 2, whose log is empty, is being sent that
+/// snapshot in `chunk_bytes` chunks. Then the leader
+/// appends 3 more entries (3 holds them) and compacts through 9.
+fn transfer_then_compaction(chunk_bytes: usize, answer_first_chunk: bool) -> Vec<Message> {
+    let mut c = config(1, 3);
+    c.snapshot_chunk_bytes = chunk_bytes;
+    let mut n = Node::new(c, MemStorage::new()).unwrap();
+    elect(&mut n, &[3]);
+    let term = n.term();
+    for i in 0..6u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    n.step(append_ok(3, 1, term, 6)).unwrap();
+    drain(&mut n);
+    n.snapshot(3, b"state through 3 ..".to_vec()).unwrap();
+    drain(&mut n);
+    // Node 2 answers the new leader's first probe (sent when its log was
+    // empty): what it needs next is compacted.
+    n.step(append_ok(2, 1, term, 0)).unwrap();
+    let first = drain(&mut n);
+    let chunk = first
+        .iter()
+        .find_map(|m| match &m.body {
+            Body::InstallSnapshot { meta, .. } if m.to == 2 => Some(*meta),
+            _ => None,
+        })
+        .expect("a transfer to 2");
+    assert_eq!(chunk.index, 3);
+    if answer_first_chunk {
+        let reply = Body::InstallSnapshotReply {
+            meta: chunk,
+            next_offset: chunk_bytes as u64,
+            installed: false,
+        };
+        n.step(msg(2, 1, term, reply)).unwrap();
+        drain(&mut n);
+    }
+    for i in 0..3u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    drain(&mut n);
+    n.step(append_ok(3, 1, term, 9)).unwrap();
+    drain(&mut n);
+    n.snapshot(9, b"state through 9 ..".to_vec()).unwrap();
+    drain(&mut n);
+    let mut sent = Vec::new();
+    for _ in 0..2 * config(1, 3).heartbeat_tick {
+        n.tick().unwrap();
+        sent.extend(drain(&mut n).into_iter().filter(|m| m.to == 2));
+    }
+    sent
+}
+
+/// The (index, offset) of each InstallSnapshot in `msgs`.
+fn chunks(msgs: &[Message]) -> Vec<(u64, u64)> {
+    msgs.iter()
+        .filter_map(|m| match &m.body {
+            Body::InstallSnapshot { meta, offset, .. } => Some((meta.index, *offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+// A transfer the follower never answered moves to the leader's newest
+// snapshot at the next silent heartbeat: installing the old one would
+// only be followed by a second transfer.
+#[test]
+fn an_unanswered_transfer_moves_to_the_newest_snapshot() {
+    let sent = transfer_then_compaction(8, false);
+    let got = chunks(&sent);
+    assert!(!got.is_empty(), "the transfer goes again: {sent:?}");
+    assert!(
+        got.iter().all(|&(index, offset)| index == 9 && offset == 0),
+        "the newest snapshot, from its start: {got:?}"
+    );
+}
+
+// One the follower has answered stays pinned (a new snapshot must never
+// restart a transfer under way, or a busy leader starves the follower).
+#[test]
+fn an_answered_transfer_stays_on_its_snapshot() {
+    let sent = transfer_then_compaction(8, true);
+    let got = chunks(&sent);
+    assert!(!got.is_empty(), "the transfer goes again: {sent:?}");
+    assert!(
+        got.iter().all(|&(index, _)| index == 3),
+        "still the snapshot through 3: {got:?}"
+    );
+}
