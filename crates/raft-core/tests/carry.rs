@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{append_ok, drain, elect, msg};
+use common::{append_ok, appends_to, drain, elect, msg};
 use raft_core::{
     AppendReply, Body, Config, Entry, HardState, Index, MemStorage, Message, Node, NodeId, Storage,
 };
@@ -31,25 +31,6 @@ fn leader(c: Config) -> Node<MemStorage> {
     }
     drain(&mut n);
     n
-}
-
-/// `(prev_log_index, first..=last index)` of each AppendEntries with entries to `to`.
-fn appends_to(msgs: &[Message], to: NodeId) -> Vec<(Index, Index, Index)> {
-    msgs.iter()
-        .filter(|m| m.to == to)
-        .filter_map(|m| match &m.body {
-            Body::AppendEntries {
-                prev_log_index,
-                entries,
-                ..
-            } => Some((
-                *prev_log_index,
-                entries.first()?.index,
-                entries.last()?.index,
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Proposes one entry at a time; returns the AppendEntries each sent to 2.

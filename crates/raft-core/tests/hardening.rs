@@ -564,18 +564,9 @@ fn pipelined_leader() -> Node<MemStorage> {
     n
 }
 
+/// `prev_log_index` of each AppendEntries with entries to `to`.
 fn appends_to(msgs: &[Message], to: NodeId) -> Vec<u64> {
-    msgs.iter()
-        .filter(|m| m.to == to)
-        .filter_map(|m| match &m.body {
-            Body::AppendEntries {
-                prev_log_index,
-                entries,
-                ..
-            } if !entries.is_empty() => Some(*prev_log_index),
-            _ => None,
-        })
-        .collect()
+    common::appends_to(msgs, to).iter().map(|a| a.0).collect()
 }
 
 // Review finding: heartbeats carried prev = next - 1 and, overtaking the

@@ -212,12 +212,16 @@ fn lossy_rate(
         ..LinkFaults::default()
     };
     every_link(&mut cfg, n, lossy);
-    let (entries, _, _) = clients_for(&mut cfg, 10_000, 8)?;
+    client_rate(&mut cfg, bound, "over lossy links")
+}
+
+/// Runs three clients for 10 s; returns entries committed per second, and
+/// fails below `bound` (`on` says on what network, for the message).
+fn client_rate(cfg: &mut Cluster, bound: f64, on: &str) -> Result<f64, SimError> {
+    let (entries, _, _) = clients_for(cfg, 10_000, 8)?;
     let rate = entries as f64 / 10.0;
     if rate < bound {
-        return Err(cfg.fatal(format!(
-            "{rate:.1} entries per second over lossy links (bound {bound})"
-        )));
+        return Err(cfg.fatal(format!("{rate:.1} entries per second {on} (bound {bound})")));
     }
     Ok(rate)
 }
@@ -252,9 +256,8 @@ fn lost_appends_are_resent_within_a_resend_interval() {
 }
 
 /// The lab's unreliable network (each request delayed 0–27 ms, a tenth of
-/// requests and of replies lost) and raft-lab's resend interval (4 ticks);
-/// three clients for 10 s. Returns entries committed per second, and fails
-/// below `bound`.
+/// requests and of replies lost), nodes set by `configure`; three clients
+/// for 10 s. Returns entries committed per second, and fails below `bound`.
 fn lab_network_rate(
     n: usize,
     seed: u64,
@@ -266,14 +269,7 @@ fn lab_network_rate(
         .configure(configure)
         .build()?;
     cfg.check_one_leader()?;
-    let (entries, _, _) = clients_for(&mut cfg, 10_000, 8)?;
-    let rate = entries as f64 / 10.0;
-    if rate < bound {
-        return Err(cfg.fatal(format!(
-            "{rate:.1} entries per second on the lab's network (bound {bound})"
-        )));
-    }
-    Ok(rate)
+    client_rate(&mut cfg, bound, "on the lab's network")
 }
 
 /// With `Config::carry_unacked`, an AppendEntries that overtakes an earlier

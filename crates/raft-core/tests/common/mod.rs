@@ -461,6 +461,26 @@ pub fn drain<S: Storage>(n: &mut Node<S>) -> Vec<Message> {
     out
 }
 
+/// `(prev_log_index, first index, last index)` of each AppendEntries with
+/// entries in `msgs` addressed to `to`, in order.
+pub fn appends_to(msgs: &[Message], to: NodeId) -> Vec<(Index, Index, Index)> {
+    msgs.iter()
+        .filter(|m| m.to == to)
+        .filter_map(|m| match &m.body {
+            Body::AppendEntries {
+                prev_log_index,
+                entries,
+                ..
+            } => Some((
+                *prev_log_index,
+                entries.first()?.index,
+                entries.last()?.index,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A message from `from` to `to` in `term`.
 pub fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
     Message {
