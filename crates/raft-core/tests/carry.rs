@@ -230,3 +230,77 @@ fn a_probe_carries_nothing() {
         "the probe, resent once, after the old entries, with the new one"
     );
 }
+
+// The cap counts entries, not messages: one message that took a batch of
+// three leaves more unacknowledged than `carry_unacked` allows.
+#[test]
+fn the_cap_counts_unacknowledged_entries_not_messages() {
+    let mut n = leader(config(1, 2));
+    let mut sent = propose_each(&mut n, 1);
+    for i in 0..3u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    sent.extend(drain(&mut n));
+    sent.extend(propose_each(&mut n, 1));
+    // Unacknowledged before each send: 0, 1, then 4 > 2 in two messages.
+    assert_eq!(appends_to(&sent, 2), [(1, 2, 2), (1, 2, 5), (5, 6, 6)]);
+}
+
+// `max_msg_entries` bounds the new entries of a carried message; the
+// carried ones come on top (`Config::carry_unacked`).
+#[test]
+fn a_carried_message_holds_max_msg_entries_new_ones() {
+    let mut c = config(1, 8);
+    c.max_msg_entries = 2;
+    let mut n = leader(c);
+    let mut sent = propose_each(&mut n, 1);
+    for i in 0..3u8 {
+        n.propose(vec![i]).unwrap();
+    }
+    sent.extend(drain(&mut n));
+    assert_eq!(
+        appends_to(&sent, 2),
+        [(1, 2, 2), (1, 2, 4), (1, 2, 5)],
+        "2 carried with 3 and 4, then 2 to 4 carried with 5"
+    );
+}
+
+// A leader of a new term streams to a follower whose match index is an
+// entry of an earlier term: the carried message names that entry's term
+// (Figure 2: prevLogTerm is the term of prevLogIndex), so a follower that
+// missed the first message still accepts the second.
+#[test]
+fn a_carried_message_names_the_term_of_the_match_index() {
+    let storage = || {
+        let mut s = MemStorage::new();
+        let old: Vec<_> = (1..=3).map(|i| Entry::normal(i, 1, vec![0u8])).collect();
+        s.append(&old).unwrap();
+        let hs = HardState {
+            term: 1,
+            vote: None,
+            commit: 0,
+        };
+        s.set_hard_state(&hs).unwrap();
+        s
+    };
+    let mut n = Node::new(config(1, 8), storage()).unwrap();
+    elect(&mut n, &[2]);
+    let term = n.term();
+    assert!(term > 1);
+    // The follower holds the old entries: the probe after 3 succeeds.
+    n.step(append_ok(2, 1, term, 3)).unwrap();
+    drain(&mut n);
+    let sent = propose_each(&mut n, 2);
+    assert_eq!(appends_to(&sent, 2), [(3, 4, 4), (3, 4, 5)]);
+    let Body::AppendEntries { prev_log_term, .. } = sent[1].body else {
+        unreachable!()
+    };
+    assert_eq!(prev_log_term, 1, "the term of entry 3, not of entry 4");
+    // The first message is lost; the second passes the check on its own.
+    let mut f = Node::new(config(2, 8), storage()).unwrap();
+    let reply = deliver(&mut f, sent[1].clone());
+    assert_eq!(
+        reply.body,
+        Body::AppendEntriesReply(AppendReply::Success { match_index: 5 })
+    );
+}

@@ -1,6 +1,6 @@
 //! Randomized whole-cluster runs over seeds, each seed choosing a
 //! configuration (cluster size, no-op on election, PreVote, CheckQuorum, tiny
-//! message and window limits, fast ticks) and fault rates (loss, duplication,
+//! message and window limits, fast ticks, carried entries) and fault rates (loss, duplication,
 //! delay, crash and restart from storage, isolation, snapshots).
 //!
 //! The harness checks safety throughout (see `common`); after the faults stop
@@ -60,6 +60,11 @@ fn cluster(seed: u64) -> Sim {
         c.pre_vote = seed % 5 != 1;
         c.async_leader_writes = seed % 4 == 3;
         c.check_quorum = seed % 7 != 1;
+        // A third of the seeds carry unacknowledged entries, with every
+        // other setting above (tiny limits, asynchronous leader writes).
+        if seed % 3 == 2 {
+            c.carry_unacked = [1, 4, 64][(seed / 3 % 3) as usize];
+        }
     });
     s.pad = pad;
     s

@@ -3,7 +3,8 @@
 //! changes move to random configurations, leadership is handed over, and
 //! removed servers keep running a while before they stop. Half the seeds
 //! run with asynchronous leader writes, and lose a leader's write in
-//! progress to a crash now and then. At the end every command a client saw
+//! progress to a crash now and then; half carry unacknowledged entries
+//! (`Config::carry_unacked`). At the end every command a client saw
 //! committed is on every member of the final configuration.
 
 use raft_core::Config;
@@ -23,15 +24,40 @@ fn lab_async(c: &mut Config) {
     c.async_leader_writes = true;
 }
 
+// The same four with `Config::carry_unacked` on.
+fn noop_carry(c: &mut Config) {
+    noop(c);
+    c.carry_unacked = 64;
+}
+
+fn noop_async_carry(c: &mut Config) {
+    noop_async(c);
+    c.carry_unacked = 64;
+}
+
+fn carry(c: &mut Config) {
+    c.carry_unacked = 64;
+}
+
+fn lab_async_carry(c: &mut Config) {
+    lab_async(c);
+    c.carry_unacked = 64;
+}
+
 fn chaos_membership_run(seed: u64, nodes: usize, duration_ms: u64) -> Result<(), SimError> {
     // Four flavours: with or without the leader's empty entry (without
     // it, a new leader proposes no change until a client's command of
     // its term commits), with or without asynchronous leader writes.
-    let (configure, lose_writes): (fn(&mut Config), bool) = match seed % 4 {
+    // Seeds 4–7 modulo 8 carry unacknowledged entries (`carry_unacked`).
+    let (configure, lose_writes): (fn(&mut Config), bool) = match seed % 8 {
         0 => (noop, false),
         1 => (noop_async, true),
         2 => (|_| {}, false),
-        _ => (lab_async, true),
+        3 => (lab_async, true),
+        4 => (noop_carry, false),
+        5 => (noop_async_carry, true),
+        6 => (carry, false),
+        _ => (lab_async_carry, true),
     };
     let mut c = Cluster::builder(nodes, seed)
         .snapshot_every(10)
