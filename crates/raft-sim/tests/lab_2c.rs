@@ -257,12 +257,14 @@ pub fn churn_on<F: StorageFactory>(
     seed: u64,
     unreliable: bool,
     storage: F,
+    lab_settings: bool,
 ) -> Result<(), SimError> {
     let servers = 5;
-    // On the unreliable network, raft-lab's settings for it (resend after 4
-    // ticks, carry unacknowledged entries), so the figures below compare
-    // with raft-lab's own run of this test.
-    let lab: fn(&mut raft_core::Config) = match unreliable {
+    // With `lab_settings`, raft-lab's settings for the lab's network (resend
+    // after 4 ticks, carry unacknowledged entries), so the figures below
+    // compare with raft-lab's own run of this test; else the core's
+    // defaults (plain pipelining).
+    let lab: fn(&mut raft_core::Config) = match lab_settings {
         true => |c| {
             c.resend_tick = 4;
             c.carry_unacked = 64;
@@ -350,15 +352,16 @@ pub fn churn_on<F: StorageFactory>(
 #[test]
 fn reliable_churn() {
     seeds::run("reliable_churn", |seed| {
-        churn_on(seed, false, MemFactory::new())
+        churn_on(seed, false, MemFactory::new(), false)
     });
 }
 
-/// TestUnreliableChurn2C.
+/// TestUnreliableChurn2C, with raft-lab's settings for the lab's network
+/// (the runs on raft-wal below keep plain pipelining).
 #[test]
 fn unreliable_churn() {
     seeds::run("unreliable_churn", |seed| {
-        churn_on(seed, true, MemFactory::new())
+        churn_on(seed, true, MemFactory::new(), true)
     });
 }
 
@@ -452,7 +455,7 @@ fn figure8_on_wal() {
 #[test]
 fn unreliable_churn_on_wal() {
     seeds::run("unreliable_churn_on_wal", |seed| {
-        churn_on(seed, true, DirWals::new())
+        churn_on(seed, true, DirWals::new(), false)
     });
 }
 
@@ -462,6 +465,6 @@ fn persistence_on_wal_with_power_cuts() {
     seeds::run("persistence_on_wal_with_power_cuts", |seed| {
         persist1_on(seed, PowerCutWals::new(seed))?;
         figure8_on(seed, PowerCutWals::new(seed))?;
-        churn_on(seed, true, PowerCutWals::new(seed))
+        churn_on(seed, true, PowerCutWals::new(seed), false)
     });
 }

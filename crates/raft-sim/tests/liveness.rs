@@ -281,9 +281,9 @@ fn carried_entries_keep_the_pipeline_on_a_reordering_network() {
     seeds::run(
         "carried_entries_keep_the_pipeline_on_a_reordering_network",
         |seed| {
-            // Measured over 300 seeds, entries per second: carrying 64
-            // 162.9–182.2 (n = 3) and 139.2–154.4 (n = 5); plain pipelining
-            // 101.9–118.2 and 93.6–103.3. The clients' polling (at 0, 10,
+            // Measured over 1,000 seeds, entries per second: carrying 64
+            // 160.6–182.2 (n = 3) and 139.2–155.0 (n = 5); plain pipelining
+            // 100.7–118.2 and 93.3–104.2. The clients' polling (at 0, 10,
             // 30, 80 ms after each start) caps the rate near 300 a second.
             // Carrying's bounds sit between its minimum and plain's maximum.
             for (n, carried, plain) in [(3, 150.0, 95.0), (5, 130.0, 85.0)] {
