@@ -243,14 +243,21 @@ impl StoreImage {
     /// equal states give equal bytes. Takes time in proportion to the data;
     /// meant to run off the driver thread.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_into(Vec::new())
+    }
+
+    /// [`encode`](StoreImage::encode), appended to `out` (a header the
+    /// caller puts in front, without copying the image afterwards).
+    pub fn encode_into(&self, mut out: Vec<u8>) -> Vec<u8> {
         let image = Image {
             applied: self.applied,
             clock_ms: self.clock_ms,
             kv: KvOut(&self.kv),
             sessions: SessionsOut(&self.sessions),
         };
+        out.push(SNAPSHOT_VERSION);
         // Serialising plain owned data into a Vec cannot fail.
-        postcard::to_extend(&image, vec![SNAPSHOT_VERSION]).expect("a store always serialises")
+        postcard::to_extend(&image, out).expect("a store always serialises")
     }
 }
 
