@@ -351,6 +351,11 @@ impl<F: Vfs> Wal<F> {
             Some(st) if st.r.meta == snap.meta && st.conf == snap.conf => st.r,
             other => {
                 if let Some(st) = other {
+                    warn!(
+                        staged = ?st.r.meta,
+                        offered = ?snap.meta,
+                        "WAL: the staged snapshot file is not this snapshot; writing it here"
+                    );
                     self.remove_snapshot_file(st.r.seq);
                 }
                 let seq = self.reserve_snap_seq()?;

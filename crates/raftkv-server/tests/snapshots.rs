@@ -22,7 +22,7 @@ async fn the_driver_serves_while_a_snapshot_is_made() {
     let held = Mutex::new(held);
     cfg.snapshot_hook = SnapshotHook::new(move |index| {
         let _ = entered_tx.send(index);
-        // Blocks until `release` is dropped (then every later job passes).
+        // Each job waits for a `release`, or for it to be dropped.
         let _ = held.lock().unwrap().recv();
     });
     let (server, api) = start_single(cfg.clone()).await;
@@ -59,29 +59,62 @@ async fn the_driver_serves_while_a_snapshot_is_made() {
     assert_eq!(status["role"], "leader", "{status}");
     assert_eq!(status["snapshot_index"], 0, "{status}");
     let applied = status["applied"].as_u64().unwrap();
-    assert!(applied >= index + 100, "applied {applied}, image at {index}");
+    assert!(
+        applied >= index + 100,
+        "applied {applied}, image at {index}"
+    );
     let m = api.get("/metrics").await.text();
     assert_eq!(common::metric(&m, "raftkv_snapshots_taken_total"), 0.0);
     assert!(entered.try_recv().is_err(), "a second job started");
 
-    // Let it go: the node takes the snapshot at the image's index.
-    drop(release);
+    // Let it go: the node takes the snapshot at the image's index, below
+    // what it applied meanwhile (the next job, for the writes since the
+    // image, is held in its turn).
+    release.send(()).unwrap();
     wait_for("the snapshot", || async {
         let status = api.get("/v1/status").await.json();
-        (status["snapshot_index"].as_u64()? >= index).then_some(())
+        (status["snapshot_index"].as_u64()? > 0).then_some(())
     })
     .await;
+    let status = api.get("/v1/status").await.json();
+    assert_eq!(status["snapshot_index"], index, "{status}");
     let m = api.get("/metrics").await.text();
-    assert!(common::metric(&m, "raftkv_snapshots_taken_total") >= 1.0);
+    assert_eq!(common::metric(&m, "raftkv_snapshots_taken_total"), 1.0);
+    // The WAL recorded the file the snapshot thread wrote (the first it
+    // reserved) instead of writing another.
+    assert_eq!(snap_files(dir.path()), ["snap-00000000000000000001.snap"]);
+    drop(release);
     server.shutdown().await.unwrap();
 
     // What it wrote restores: every key is there after a restart.
     let (server, api) = start_single(cfg).await;
     let status = api.get("/v1/status").await.json();
-    assert!(status["snapshot_index"].as_u64().unwrap() >= index, "{status}");
+    assert!(
+        status["snapshot_index"].as_u64().unwrap() >= index,
+        "{status}"
+    );
     for k in [0, index as u32 / 2, i - 1] {
         let r = api.get(&format!("/v1/kv/k{k}")).await;
         assert_eq!((r.status, r.body.len()), (StatusCode::OK, 100), "k{k}");
     }
     server.shutdown().await.unwrap();
+}
+
+/// Names of the snapshot files under `dir`.
+fn snap_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else if name.starts_with("snap-") {
+                out.push(name);
+            }
+        }
+    }
+    out.sort();
+    out
 }
