@@ -16,9 +16,9 @@
 //!    **apply** its committed entries through the service, then
 //!    **advance**; the service's answers go to the waiting HTTP handlers at
 //!    once, and when enough was applied since the last snapshot an image
-//!    of the store is handed to the snapshot thread
-//!    ([`snapshots`](crate::snapshots)), which encodes it and writes its
-//!    file; a turn that finds it done calls `Node::snapshot`;
+//!    of the store is handed to the snapshot thread (module `snapshots`),
+//!    which encodes it and writes its file; a turn that finds it done
+//!    calls `Node::snapshot`;
 //! 4. notes a change of term, role or leader (log line, metrics, label).
 //!
 //! While it fsyncs, new inputs queue in the inbox; the next turn takes them
