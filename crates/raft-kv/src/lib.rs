@@ -9,10 +9,12 @@
 //!   range) and what each answers.
 //! - [`command`]: the log record format (a version byte, then postcard); the
 //!   leader stamps each record with its clock (thesis §6.3).
-//! - [`store`] and [`session`]: the state machine. A `BTreeMap` of keys and
-//!   a session table for exactly-once writes: a retry is answered from the
-//!   table, never applied twice; sessions expire by the clock carried in the
-//!   log, the same on every replica. Snapshots are deterministic bytes.
+//! - [`store`] and [`session`]: the state machine. An ordered map of keys
+//!   and a session table for exactly-once writes: a retry is answered from
+//!   the table, never applied twice; sessions expire by the clock carried in
+//!   the log, the same on every replica. Snapshots are deterministic bytes;
+//!   both maps are persistent (`imbl`), so an image to encode is taken in
+//!   O(1) ([`StoreImage`]).
 //! - [`service`]: one replica's server side between client requests and its
 //!   `raft_core::Node` (which it never owns): proposes stamped records,
 //!   serves linearizable reads by ReadIndex (thesis §6.4), answers clients
@@ -94,4 +96,7 @@ pub use command::{Record, RecordBody, RecordError, OLDEST_RECORD_VERSION, RECORD
 pub use node::RaftNode;
 pub use op::{Key, Op, OpResult, Value};
 pub use service::{ReadPath, Replies, Service, ServiceConfig};
-pub use store::{Outcome, SnapshotError, Store, StoreConfig, StoreError, SNAPSHOT_VERSION};
+pub use store::{
+    KvMap, Outcome, Shared, SnapshotError, Store, StoreConfig, StoreError, StoreImage,
+    SNAPSHOT_VERSION,
+};

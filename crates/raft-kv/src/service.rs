@@ -13,7 +13,8 @@
 //!   ends requests that waited too long;
 //! - [`maybe_snapshot`](Service::maybe_snapshot) after `advance`, with the
 //!   Raft state's size: past `max_raft_state` it hands back a snapshot for
-//!   `Node::snapshot`.
+//!   `Node::snapshot` ([`maybe_image`](Service::maybe_image): an image to
+//!   encode on another thread instead).
 //!
 //! Every call returns the replies that are ready, each with the driver's
 //! handle `C` for the client it goes to. A request waits at most until its
@@ -32,7 +33,7 @@ use crate::command::{self, Record, RecordBody};
 use crate::node::RaftNode;
 use crate::op::Op;
 use crate::session::Check;
-use crate::store::{Outcome, SnapshotError, Store, StoreConfig, StoreError};
+use crate::store::{Outcome, SnapshotError, Store, StoreConfig, StoreError, StoreImage};
 
 /// Replies ready to go: the driver's client handle and the reply.
 pub type Replies<C> = Vec<(C, ClientReply)>;
@@ -407,13 +408,23 @@ impl<C> Service<C> {
     /// reached `max_raft_state` bytes and something was applied since the last
     /// snapshot. Call after `advance`, so the node has applied `index` too.
     pub fn maybe_snapshot(&mut self, raft_state_bytes: u64) -> Option<(Index, Vec<u8>)> {
+        self.maybe_image(raft_state_bytes)
+            .map(|image| (image.index(), image.encode()))
+    }
+
+    /// [`maybe_snapshot`](Service::maybe_snapshot) without the encoding:
+    /// an image of the store, taken in O(1), for a driver that encodes it
+    /// on another thread and calls `Node::snapshot(image.index(), data)`
+    /// when it is done (any time later: the node takes a snapshot at any
+    /// applied index above its last one).
+    pub fn maybe_image(&mut self, raft_state_bytes: u64) -> Option<StoreImage> {
         let max = self.cfg.max_raft_state?;
         let applied = self.store.applied();
         if raft_state_bytes < max || applied <= self.snapshot_index {
             return None;
         }
         self.snapshot_index = applied;
-        Some((applied, self.store.snapshot()))
+        Some(self.store.image())
     }
 
     /// Notices a change of term or leader. A leader that stopped leading (or

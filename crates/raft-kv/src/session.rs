@@ -46,10 +46,14 @@ pub enum Check<'a> {
     Unknown,
 }
 
+/// The sessions by id: a persistent map, so that a snapshot image shares
+/// it instead of copying every session's last answer.
+pub type SessionMap = imbl::OrdMap<SessionId, Session>;
+
 /// Every live session, with an index by recency for expiry and eviction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionTable {
-    sessions: BTreeMap<SessionId, Session>,
+    sessions: SessionMap,
     /// `used_at` → session: oldest first. Since the log clock never goes
     /// back, this is also the order of `active_ms`.
     by_use: BTreeMap<Index, SessionId>,
@@ -74,6 +78,11 @@ impl SessionTable {
     /// The sessions in id order (what a snapshot saves).
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
+    }
+
+    /// The sessions by id, sharing this table's nodes (O(1)).
+    pub fn shared(&self) -> SessionMap {
+        self.sessions.clone()
     }
 
     /// Number of live sessions.

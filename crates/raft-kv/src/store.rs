@@ -4,9 +4,17 @@
 //! Everything here is a function of the records applied and the
 //! [`StoreConfig`]: two replicas with the same configuration that apply the
 //! same log hold the same state and encode the same snapshot, byte for byte
-//! (maps are `BTreeMap`s, the encoding is postcard behind a version byte).
+//! (maps are ordered, the encoding is postcard behind a version byte).
+//!
+//! The map and the session table are persistent maps (`imbl::OrdMap`,
+//! B-trees whose nodes are shared between copies), and keys and values are
+//! reference-counted byte strings: [`Store::image`] copies no pair, only a
+//! few pointers, so the driver can take an image between two Readies and
+//! have it encoded on another thread while it goes on applying. A write
+//! after the image copies only the tree nodes on its path (pointers to the
+//! pairs, never the bytes).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use raft_core::Index;
 use serde::{Deserialize, Serialize};
@@ -15,7 +23,7 @@ use thiserror::Error;
 use crate::api::{KvError, Seq, SessionId};
 use crate::command::{self, RecordBody, RecordError};
 use crate::op::{Key, Op, OpResult, Value};
-use crate::session::{Answer, Check, Session, SessionTable};
+use crate::session::{Answer, Check, Session, SessionMap, SessionTable};
 
 /// The snapshot format this code writes and reads.
 pub const SNAPSHOT_VERSION: u8 = 1;
@@ -128,6 +136,12 @@ pub enum SnapshotError {
     IndexMismatch { data: Index, meta: Index },
 }
 
+/// Bytes shared between the store and the images taken from it.
+pub type Shared = Arc<[u8]>;
+
+/// The key-value map: keys and values as shared byte strings, in key order.
+pub type KvMap = imbl::OrdMap<Shared, Shared>;
+
 /// The snapshot's contents; `sessions` in id order.
 #[derive(Serialize, Deserialize)]
 struct Image<K, S> {
@@ -141,17 +155,36 @@ struct Image<K, S> {
 /// block each. Postcard writes the very bytes it wrote for
 /// `BTreeMap<Vec<u8>, Vec<u8>>` (a varint count, then each key and value
 /// as a varint length and its bytes), without a call per byte.
-struct KvOut<'a>(&'a BTreeMap<Key, Value>);
+struct KvOut<'a>(&'a KvMap);
 
 impl Serialize for KvOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let pairs = self.0.iter();
-        s.collect_map(pairs.map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))))
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            m.serialize_entry(serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))?;
+        }
+        m.end()
+    }
+}
+
+/// The sessions as a snapshot writes them: the bytes of a `Vec<Session>`
+/// in id order.
+struct SessionsOut<'a>(&'a SessionMap);
+
+impl Serialize for SessionsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for session in self.0.values() {
+            seq.serialize_element(session)?;
+        }
+        seq.end()
     }
 }
 
 /// The map as a snapshot is read back (see [`KvOut`]).
-struct KvIn(BTreeMap<Key, Value>);
+struct KvIn(KvMap);
 
 impl<'de> Deserialize<'de> for KvIn {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -164,11 +197,11 @@ impl<'de> Deserialize<'de> for KvIn {
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<KvIn, A::Error> {
-                let mut map = BTreeMap::new();
+                let mut map = KvMap::new();
                 while let Some((k, v)) =
                     a.next_entry::<serde_bytes::ByteBuf, serde_bytes::ByteBuf>()?
                 {
-                    map.insert(k.into_vec(), v.into_vec());
+                    map.insert(k.into_vec().into(), v.into_vec().into());
                 }
                 Ok(KvIn(map))
             }
@@ -177,11 +210,62 @@ impl<'de> Deserialize<'de> for KvIn {
     }
 }
 
+/// Everything a snapshot holds, taken from a [`Store`] in O(1) by
+/// [`Store::image`]: it shares the store's tree nodes and byte strings, is
+/// `Send`, and stays as it was while the store goes on applying. Encoding
+/// it ([`encode`](StoreImage::encode)) gives the very bytes
+/// [`Store::snapshot`] gives for the store at that point.
+#[derive(Clone, Debug)]
+pub struct StoreImage {
+    applied: Index,
+    clock_ms: u64,
+    kv: KvMap,
+    sessions: SessionMap,
+}
+
+impl StoreImage {
+    /// The index the image covers (the store's applied index when taken).
+    pub fn index(&self) -> Index {
+        self.applied
+    }
+
+    /// Pairs in the map.
+    pub fn len(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    /// Encodes the image: a version byte, then postcard. Deterministic:
+    /// equal states give equal bytes. Takes time in proportion to the data;
+    /// meant to run off the driver thread.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_into(Vec::new())
+    }
+
+    /// [`encode`](StoreImage::encode), appended to `out` (a header the
+    /// caller puts in front, without copying the image afterwards).
+    pub fn encode_into(&self, mut out: Vec<u8>) -> Vec<u8> {
+        let image = Image {
+            applied: self.applied,
+            clock_ms: self.clock_ms,
+            kv: KvOut(&self.kv),
+            sessions: SessionsOut(&self.sessions),
+        };
+        out.push(SNAPSHOT_VERSION);
+        // Serialising plain owned data into a Vec cannot fail.
+        postcard::to_extend(&image, out).expect("a store always serialises")
+    }
+}
+
 /// The key-value state machine with exactly-once sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {
     cfg: StoreConfig,
-    kv: BTreeMap<Key, Value>,
+    kv: KvMap,
     sessions: SessionTable,
     /// The largest stamp applied so far (thesis §6.3).
     clock_ms: u64,
@@ -193,7 +277,7 @@ impl Store {
     pub fn new(cfg: StoreConfig) -> Self {
         Store {
             cfg,
-            kv: BTreeMap::new(),
+            kv: KvMap::new(),
             sessions: SessionTable::default(),
             clock_ms: 0,
             applied: 0,
@@ -221,7 +305,7 @@ impl Store {
     }
 
     /// The key-value map.
-    pub fn map(&self) -> &BTreeMap<Key, Value> {
+    pub fn map(&self) -> &KvMap {
         &self.kv
     }
 
@@ -294,12 +378,12 @@ impl Store {
     pub fn read(&self, op: &Op) -> Answer {
         self.cfg.check(op)?;
         match op {
-            Op::Get { key } => Ok(OpResult::Value(self.kv.get(key).cloned())),
+            Op::Get { key } => Ok(OpResult::Value(self.kv.get(&key[..]).map(|v| v.to_vec()))),
             Op::Range { prefix, limit } => {
                 let limit = (*limit).min(self.cfg.max_range) as usize;
                 let mut matching = self
                     .kv
-                    .range::<[u8], _>((
+                    .range::<_, [u8]>((
                         std::ops::Bound::Included(&prefix[..]),
                         std::ops::Bound::Unbounded,
                     ))
@@ -307,7 +391,7 @@ impl Store {
                 let pairs: Vec<(Key, Value)> = matching
                     .by_ref()
                     .take(limit)
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .collect();
                 let more = matching.next().is_some();
                 Ok(OpResult::Range { pairs, more })
@@ -318,52 +402,66 @@ impl Store {
         }
     }
 
-    /// Applies one operation to the map. It takes the operation, so the
-    /// key and value move into the map instead of being copied.
+    /// Applies one operation to the map.
     fn execute(&mut self, op: Op) -> Answer {
         self.cfg.check(&op)?;
         match op {
             Op::Get { .. } | Op::Range { .. } => self.read(&op),
-            Op::Put { key, value } => Ok(OpResult::Replaced(self.kv.insert(key, value))),
-            Op::Delete { key } => Ok(OpResult::Replaced(self.kv.remove(&key))),
+            Op::Put { key, value } => Ok(OpResult::Replaced(self.put(key, value.into()))),
+            Op::Delete { key } => Ok(OpResult::Replaced(
+                self.kv.remove(&key[..]).map(|v| v.to_vec()),
+            )),
             Op::Append { key, value } => {
-                let old = self.kv.get(&key).map_or(0, Vec::len);
-                let len = (old + value.len()) as u64;
+                let old = self.kv.get(&key[..]);
+                let len = (old.map_or(0, |v| v.len()) + value.len()) as u64;
                 self.cfg.check_value(len)?;
-                match self.kv.get_mut(&key) {
-                    Some(v) => v.extend_from_slice(&value),
-                    None => {
-                        self.kv.insert(key, value);
-                    }
-                }
+                let joined: Shared = match old {
+                    Some(old) => [&old[..], &value[..]].concat().into(),
+                    None => value.into(),
+                };
+                self.put(key, joined);
                 Ok(OpResult::Appended { len })
             }
             Op::Cas { key, expected, new } => {
-                let matched = self.kv.get(&key) == expected.as_ref();
+                let found = self.kv.get(&key[..]);
+                let matched = found.map(|v| &v[..]) == expected.as_deref();
                 // On a match the value replaced is the one found.
                 let previous = if matched {
-                    self.kv.insert(key, new)
+                    self.put(key, new.into())
                 } else {
-                    self.kv.get(&key).cloned()
+                    found.map(|v| v.to_vec())
                 };
                 Ok(OpResult::Cas { matched, previous })
             }
         }
     }
 
-    /// Encodes the whole state: a version byte, then postcard. Deterministic:
-    /// equal stores give equal bytes.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let image = Image {
+    /// Sets `key` to `value`; the value it had. An existing key keeps its
+    /// shared bytes (no new allocation for it).
+    fn put(&mut self, key: Key, value: Shared) -> Option<Value> {
+        match self.kv.get_mut(&key[..]) {
+            Some(v) => Some(std::mem::replace(v, value).to_vec()),
+            None => {
+                self.kv.insert(key.into(), value);
+                None
+            }
+        }
+    }
+
+    /// The state a snapshot holds, in O(1): see [`StoreImage`].
+    pub fn image(&self) -> StoreImage {
+        StoreImage {
             applied: self.applied,
             clock_ms: self.clock_ms,
-            kv: KvOut(&self.kv),
-            sessions: self.sessions.sessions().collect::<Vec<_>>(),
-        };
-        let mut out = vec![SNAPSHOT_VERSION];
-        // Serialising plain owned data into a Vec cannot fail.
-        out.extend(postcard::to_stdvec(&image).expect("a store always serialises"));
-        out
+            kv: self.kv.clone(),
+            sessions: self.sessions.shared(),
+        }
+    }
+
+    /// Encodes the whole state: a version byte, then postcard. Deterministic:
+    /// equal stores give equal bytes. The same as `image().encode()`.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.image().encode()
     }
 
     /// Decodes a snapshot written by [`snapshot`](Store::snapshot) into a store
@@ -396,33 +494,121 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Record;
+    use crate::op::OpResult;
     use proptest::collection::{btree_map, vec};
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The snapshot bytes as the code before images wrote them: the map as
+    /// `BTreeMap<Vec<u8>, Vec<u8>>`, the sessions as a `Vec<Session>`.
+    fn old_encoding(
+        applied: Index,
+        clock_ms: u64,
+        kv: &BTreeMap<Vec<u8>, Vec<u8>>,
+        sessions: &[Session],
+    ) -> Vec<u8> {
+        let then = Image {
+            applied,
+            clock_ms,
+            kv,
+            sessions,
+        };
+        let mut old = vec![SNAPSHOT_VERSION];
+        old.extend(postcard::to_stdvec(&then).unwrap());
+        old
+    }
+
+    fn answer() -> impl Strategy<Value = Answer> {
+        prop_oneof![
+            proptest::option::of(vec(any::<u8>(), 0..40)).prop_map(|v| Ok(OpResult::Replaced(v))),
+            any::<u64>().prop_map(|len| Ok(OpResult::Appended { len })),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(len, max)| Err(KvError::ValueTooLarge { len, max })),
+        ]
+    }
+
+    /// Sessions with distinct ids and distinct last-use indexes, in id order.
+    fn sessions() -> impl Strategy<Value = Vec<Session>> {
+        vec(
+            (proptest::option::of((any::<u64>(), answer())), any::<u64>()),
+            0..12,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (last, active_ms))| Session {
+                    id: 3 * i as u64 + 1,
+                    last,
+                    active_ms,
+                    used_at: 1_000 - i as u64,
+                })
+                .collect()
+        })
+    }
 
     proptest! {
-        /// A snapshot is the same bytes as when the map was serialised as
-        /// `BTreeMap<Vec<u8>, Vec<u8>>`, so snapshots written before read
-        /// back the same.
+        /// An image encodes to the very bytes the store encoded before it
+        /// had images (a `BTreeMap` of byte vectors and a `Vec` of
+        /// sessions), so snapshots written before read back the same, and
+        /// those written now read back as the store they came from.
         #[test]
-        fn the_map_keeps_its_snapshot_bytes(
-            kv in btree_map(vec(any::<u8>(), 0..20), vec(any::<u8>(), 0..300), 0..20),
+        fn an_image_keeps_the_snapshot_bytes(
+            kv in btree_map(vec(any::<u8>(), 0..20), vec(any::<u8>(), 0..300), 0..40),
+            sessions in sessions(),
             applied in any::<u64>(),
+            clock_ms in any::<u64>(),
         ) {
-            let mut store = Store::new(StoreConfig::default());
-            store.kv = kv.clone();
-            store.applied = applied;
-            let then = Image {
+            let store = Store {
+                cfg: StoreConfig::default(),
+                kv: kv.iter().map(|(k, v)| (Shared::from(&k[..]), Shared::from(&v[..]))).collect(),
+                sessions: SessionTable::from_sessions(sessions.clone()).unwrap(),
+                clock_ms,
                 applied,
-                clock_ms: 0,
-                kv: &kv,
-                sessions: Vec::<Session>::new(),
             };
-            let mut old = vec![SNAPSHOT_VERSION];
-            old.extend(postcard::to_stdvec(&then).unwrap());
+            let old = old_encoding(applied, clock_ms, &kv, &sessions);
+            let image = store.image();
+            prop_assert_eq!(image.index(), applied);
+            prop_assert_eq!(image.encode(), old.clone());
             prop_assert_eq!(store.snapshot(), old.clone());
             let back = Store::restore(StoreConfig::default(), &old).unwrap();
-            prop_assert_eq!(back.kv, kv);
-            prop_assert_eq!(back.applied, applied);
+            prop_assert_eq!(back, store);
         }
+
+        /// An image stays as it was taken while the store goes on applying:
+        /// it encodes to the store's snapshot at the time it was taken.
+        #[test]
+        fn an_image_does_not_see_later_writes(
+            before in vec((0u8..16, vec(any::<u8>(), 0..8)), 0..60),
+            after in vec((0u8..16, vec(any::<u8>(), 0..8), any::<bool>()), 1..60),
+        ) {
+            let mut store = Store::new(StoreConfig::default());
+            let write = |store: &mut Store, op: Op| {
+                let index = store.applied() + 1;
+                let record = Record { stamp_ms: index, body: RecordBody::PlainWrite { op } };
+                store.apply(index, &command::encode(&record)).unwrap();
+            };
+            for (k, v) in before {
+                write(&mut store, Op::Put { key: vec![k], value: v });
+            }
+            let image = store.image();
+            let then = store.snapshot();
+            for (k, v, append) in after {
+                let op = if append {
+                    Op::Append { key: vec![k], value: v }
+                } else {
+                    Op::Delete { key: vec![k] }
+                };
+                write(&mut store, op);
+            }
+            prop_assert_eq!(image.encode(), then);
+            prop_assert_ne!(image.index(), store.applied());
+        }
+    }
+
+    #[test]
+    fn an_image_is_send_and_static() {
+        fn takes<T: Send + Sync + 'static>(_: T) {}
+        takes(Store::new(StoreConfig::default()).image());
     }
 }

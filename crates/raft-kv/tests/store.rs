@@ -68,7 +68,7 @@ impl Replica {
     }
 
     fn value(&self, key: &str) -> Option<Vec<u8>> {
-        self.store.map().get(key.as_bytes()).cloned()
+        self.store.map().get(key.as_bytes()).map(|v| v.to_vec())
     }
 }
 

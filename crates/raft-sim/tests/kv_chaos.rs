@@ -2,7 +2,8 @@
 //! duplicating and reordering links, long delays and held replies, with
 //! snapshots on, while clerks call get, put, append, delete, cas and range
 //! on a few hot keys; the whole history must be linearizable and the
-//! replicas must end in the same state.
+//! replicas must end in the same state. Snapshots are taken some Readies
+//! after their image, as the server's snapshot thread does.
 
 use raft_sim::kv::chaos::{run_kv_chaos, KvChaosConfig};
 use raft_sim::kv::workload::RandomOps;
@@ -23,6 +24,10 @@ fn kv_chaos() {
             report.with_snapshot > 0,
             "seed {seed}: no server took a snapshot"
         );
+        assert!(
+            report.delayed_snapshots > 0,
+            "seed {seed}: no snapshot was taken below the applied index"
+        );
         seeds::figures(
             seed,
             &[
@@ -30,6 +35,8 @@ fn kv_chaos() {
                 ("answered", report.answered as f64),
                 ("crashes", report.faults.crashes as f64),
                 ("partitions", report.faults.partitions as f64),
+                ("delayed snapshots", report.delayed_snapshots as f64),
+                ("refused snapshots", report.refused_snapshots as f64),
             ],
         );
         Ok(())

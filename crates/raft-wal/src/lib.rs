@@ -47,4 +47,4 @@ pub use error::WalError;
 pub use recovery::{RecoveryReport, TornTail};
 pub use simfs::{SimFile, SimFs, SimLock};
 pub use vfs::{StdFs, Vfs, VfsFile};
-pub use wal::{SyncMode, Wal, WalOptions};
+pub use wal::{SnapshotWriter, StagedSnapshot, SyncMode, Wal, WalOptions};

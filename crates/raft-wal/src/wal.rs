@@ -4,12 +4,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use raft_core::{Entry, HardState, Snapshot, StorageError};
+use raft_core::{ConfState, Entry, HardState, Snapshot, SnapshotMeta, StorageError};
 use tracing::warn;
 
 use crate::cache::Cache;
-use crate::codec::{self, Checkpoint, ENTRY_HEADER, FRAME_HEADER};
+use crate::codec::{self, Checkpoint, SnapRef, ENTRY_HEADER, FRAME_HEADER};
 use crate::error::WalError;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Segment};
@@ -59,6 +60,56 @@ const MAX_BODY: u64 = u32::MAX as u64;
 const KEEP_BUFFER: usize = 16 << 20;
 const LOCK_FILE: &str = "LOCK";
 
+/// Numbers each opened [`Wal`] in this process, so that a staged snapshot
+/// is only ever adopted by the instance that reserved its file.
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+/// Writes one snapshot file away from the thread that owns the [`Wal`]
+/// (temp file, fsync, rename, directory fsync), under a sequence number
+/// the WAL reserved for it ([`Wal::snapshot_writer`]). The file is not part
+/// of the log until the WAL [adopts](Wal::adopt) the [`StagedSnapshot`]
+/// and records it; one never adopted is a leftover that the next open
+/// removes, so a crash at any point loses nothing the log refers to.
+#[derive(Debug)]
+pub struct SnapshotWriter<F: Vfs = StdFs> {
+    fs: F,
+    dir: PathBuf,
+    seq: u64,
+    sync: bool,
+    instance: u64,
+}
+
+impl<F: Vfs> SnapshotWriter<F> {
+    /// Writes `snap` to its file and makes it durable (with
+    /// [`SyncMode::Always`]); the token to hand to [`Wal::adopt`].
+    pub fn write(self, snap: &Snapshot) -> Result<StagedSnapshot, WalError> {
+        let r = snapfile::write(&self.fs, &self.dir, self.seq, snap, self.sync)?;
+        Ok(StagedSnapshot {
+            r,
+            conf: snap.conf.clone(),
+            instance: self.instance,
+        })
+    }
+}
+
+/// A snapshot file written and synced by a [`SnapshotWriter`], not yet
+/// recorded in the log. Give it to [`Wal::adopt`] before the Ready that
+/// carries the same snapshot is persisted: `apply_snapshot` then records
+/// the file instead of writing it again.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    r: SnapRef,
+    conf: ConfState,
+    instance: u64,
+}
+
+impl StagedSnapshot {
+    /// The metadata of the snapshot in the file.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.r.meta
+    }
+}
+
 /// A crash-safe Raft log in a directory: segmented, checksummed, with one
 /// fsync per [`sync`](raft_core::Storage::sync). It implements
 /// [`raft_core::Storage`]; see docs/WAL.md for the format and guarantees.
@@ -77,6 +128,10 @@ pub struct Wal<F: Vfs = StdFs> {
     snap_conf: raft_core::ConfState,
     /// Snapshot files replaced since the last sync, removed after it.
     replaced: Vec<u64>,
+    /// A snapshot file written elsewhere, waiting for its `apply_snapshot`.
+    staged: Option<StagedSnapshot>,
+    /// This instance's number (see [`INSTANCES`]).
+    instance: u64,
     poisoned: bool,
     report: RecoveryReport,
     _lock: F::Lock,
@@ -125,6 +180,8 @@ impl<F: Vfs> Wal<F> {
             next_snap_seq: rec.next_snap_seq,
             snap_conf: rec.snap_conf,
             replaced: Vec::new(),
+            staged: None,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             poisoned: false,
             report: rec.report,
             _lock: lock,
@@ -144,6 +201,61 @@ impl<F: Vfs> Wal<F> {
     /// Paths of the segment files, oldest first.
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// Reserves a snapshot file for a [`SnapshotWriter`], which writes and
+    /// syncs it on another thread while this WAL goes on.
+    pub fn snapshot_writer(&mut self) -> Result<SnapshotWriter<F>, WalError>
+    where
+        F: Clone,
+    {
+        self.writable()?;
+        Ok(SnapshotWriter {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            seq: self.reserve_snap_seq()?,
+            sync: self.opts.sync == SyncMode::Always,
+            instance: self.instance,
+        })
+    }
+
+    /// Takes a staged snapshot file: the next `apply_snapshot` of a snapshot
+    /// with the same metadata and configuration records it without writing
+    /// it again. Any other `apply_snapshot` removes it and writes its own.
+    /// A file staged by another `Wal` instance (before a reopen) is removed
+    /// and `false` returned: that instance's recovery may already have
+    /// removed it.
+    pub fn adopt(&mut self, staged: StagedSnapshot) -> bool {
+        if staged.instance != self.instance {
+            self.remove_snapshot_file(staged.r.seq);
+            return false;
+        }
+        if let Some(old) = self.staged.replace(staged) {
+            self.remove_snapshot_file(old.r.seq);
+        }
+        true
+    }
+
+    /// Removes a staged snapshot file that will not be adopted (its
+    /// snapshot was refused). Leaving it is safe too: the next open
+    /// removes it.
+    pub fn discard(&mut self, staged: StagedSnapshot) {
+        self.remove_snapshot_file(staged.r.seq);
+    }
+
+    fn remove_snapshot_file(&self, seq: u64) {
+        let path = self.dir.join(snapfile::file_name(seq));
+        if let Err(e) = self.fs.remove(&path) {
+            warn!(path = %path.display(), error = %e, "WAL: could not remove a staged snapshot");
+        }
+    }
+
+    fn reserve_snap_seq(&mut self) -> Result<u64, WalError> {
+        let seq = self.next_snap_seq;
+        self.next_snap_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| WalError::Invalid("snapshot numbers exhausted".into()))?;
+        Ok(seq)
     }
 
     fn writable(&self) -> Result<(), WalError> {
@@ -234,13 +346,23 @@ impl<F: Vfs> Wal<F> {
         }
         self.reserve(64)?;
         let keep = self.state.term(index) == Some(snap.meta.term);
-        let seq = self.next_snap_seq;
-        self.next_snap_seq = seq
-            .checked_add(1)
-            .ok_or_else(|| WalError::Invalid("snapshot numbers exhausted".into()))?;
-        let sync = self.opts.sync == SyncMode::Always;
-        let r =
-            snapfile::write(&self.fs, &self.dir, seq, snap, sync).map_err(|e| self.poison(e))?;
+        let r = match self.staged.take() {
+            // Written and synced by a `SnapshotWriter`: only record it.
+            Some(st) if st.r.meta == snap.meta && st.conf == snap.conf => st.r,
+            other => {
+                if let Some(st) = other {
+                    warn!(
+                        staged = ?st.r.meta,
+                        offered = ?snap.meta,
+                        "WAL: the staged snapshot file is not this snapshot; writing it here"
+                    );
+                    self.remove_snapshot_file(st.r.seq);
+                }
+                let seq = self.reserve_snap_seq()?;
+                let sync = self.opts.sync == SyncMode::Always;
+                snapfile::write(&self.fs, &self.dir, seq, snap, sync).map_err(|e| self.poison(e))?
+            }
+        };
         codec::put_snapshot(&mut self.pending, &r, keep);
         self.snap_conf = snap.conf.clone();
         let old = self.state.snap.seq;

@@ -36,6 +36,14 @@ enum Op {
         same_term: bool,
         len: u8,
     },
+    /// The same, its file written first by a `SnapshotWriter`; adopted and
+    /// applied, or left staged and never adopted.
+    Staged {
+        pos: u8,
+        same_term: bool,
+        len: u8,
+        adopt: bool,
+    },
     Sync,
     /// Drop the WAL without syncing and open it again (no power cut).
     Reopen,
@@ -49,6 +57,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(term, vote, commit)| Op::HardState { term, vote, commit }),
         1 => (any::<u8>(), any::<bool>(), 0u8..64)
             .prop_map(|(pos, same_term, len)| Op::Snapshot { pos, same_term, len }),
+        1 => (any::<u8>(), any::<bool>(), 0u8..64, any::<bool>())
+            .prop_map(|(pos, same_term, len, adopt)| Op::Staged { pos, same_term, len, adopt }),
         4 => Just(Op::Sync),
         1 => Just(Op::Reopen),
     ]
@@ -125,6 +135,12 @@ fn drive(fs: &SimFs, opts: WalOptions, ops: &[Op]) -> Result<Run, TestCaseError>
                 pos,
                 same_term,
                 len,
+            }
+            | Op::Staged {
+                pos,
+                same_term,
+                len,
+                ..
             } => {
                 let lo = model
                     .snapshot()
@@ -142,6 +158,16 @@ fn drive(fs: &SimFs, opts: WalOptions, ops: &[Op]) -> Result<Run, TestCaseError>
                     _ => max_term + 1,
                 };
                 let s = snap(index, term, usize::from(len));
+                if let Op::Staged { adopt, .. } = *op {
+                    match wal.snapshot_writer().and_then(|w| w.write(&s)) {
+                        Ok(staged) if adopt => prop_assert!(wal.adopt(staged)),
+                        Ok(_) => continue,
+                        Err(e) => {
+                            prop_assert!(fs.is_down(), "staging failed without a power cut: {e}");
+                            return Ok(run);
+                        }
+                    }
+                }
                 (wal.apply_snapshot(&s), model.apply_snapshot(&s))
             }
             Op::Sync => match wal.sync() {

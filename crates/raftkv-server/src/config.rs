@@ -104,7 +104,48 @@ pub struct ServerConfig {
     pub voters: Option<Vec<NodeId>>,
     /// How long a joining node keeps asking to be added.
     pub join_timeout: Duration,
+    /// Called on the snapshot thread with the image's index before it is
+    /// encoded: tests hold a snapshot there to watch the driver go on.
+    #[doc(hidden)]
+    pub snapshot_hook: SnapshotHook,
 }
+
+/// A function the snapshot thread calls before encoding an image (tests
+/// only). Configurations compare equal whatever their hooks.
+#[derive(Clone, Default)]
+#[doc(hidden)]
+pub struct SnapshotHook(pub Option<std::sync::Arc<dyn Fn(raft_core::Index) + Send + Sync>>);
+
+impl SnapshotHook {
+    /// A hook that calls `f`.
+    pub fn new(f: impl Fn(raft_core::Index) + Send + Sync + 'static) -> Self {
+        SnapshotHook(Some(std::sync::Arc::new(f)))
+    }
+
+    pub(crate) fn call(&self, index: raft_core::Index) {
+        if let Some(f) = &self.0 {
+            f(index);
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SnapshotHook(set)"
+        } else {
+            "SnapshotHook(none)"
+        })
+    }
+}
+
+impl PartialEq for SnapshotHook {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SnapshotHook {}
 
 impl ServerConfig {
     /// A configuration with the defaults: 10 ms ticks, elections after
@@ -136,6 +177,7 @@ impl ServerConfig {
             reserve_bytes: 32 << 20,
             segment_bytes: 64 << 20,
             join: None,
+            snapshot_hook: SnapshotHook::default(),
             learner: false,
             voters: None,
             join_timeout: Duration::from_secs(60),

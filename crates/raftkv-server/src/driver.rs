@@ -15,7 +15,10 @@
 //!    idle peer connection, else queued to its writer; never blocking), then
 //!    **apply** its committed entries through the service, then
 //!    **advance**; the service's answers go to the waiting HTTP handlers at
-//!    once, and a snapshot is taken when enough was applied since the last;
+//!    once, and when enough was applied since the last snapshot an image
+//!    of the store is handed to the snapshot thread (module `snapshots`),
+//!    which encodes it and writes its file; a turn that finds it done
+//!    calls `Node::snapshot`;
 //! 4. notes a change of term, role or leader (log line, metrics, label).
 //!
 //! While it fsyncs, new inputs queue in the inbox; the next turn takes them
@@ -26,7 +29,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use raft_core::{persist, Body, Entry, EntryKind, Message, Node, NodeId, Role, Term};
+use raft_core::{persist, Body, Entry, EntryKind, Message, Node, NodeId, Role, Storage, Term};
 use raft_kv::{ClientReply, ClientRequest, KvError, Replies, RequestBody, Service};
 use raft_wal::Wal;
 use tokio::sync::{mpsc, oneshot};
@@ -39,6 +42,7 @@ use crate::members::Book;
 use crate::metrics::Metrics;
 use crate::reconfig::{AdminResult, Reconfig};
 use crate::server::{self, ServerError};
+use crate::snapshots::{self, Snapshotter};
 use crate::space::{self, Space};
 use crate::status::{role_name, LeaderRef, PeerStatus, StatusReport};
 use crate::transport::Transport;
@@ -81,6 +85,9 @@ pub(crate) enum Input {
         request: AdminRequest,
         reply: oneshot::Sender<AdminResult>,
     },
+    /// The snapshot thread finished its job (the result waits on its own
+    /// channel).
+    Snapshot,
     /// Stop after this turn.
     Stop,
 }
@@ -104,12 +111,15 @@ pub(crate) struct Driver {
     pub reconfig: Reconfig,
     pub cluster_id: String,
     pub tick: Duration,
+    /// The snapshot thread.
+    pub snapshots: Snapshotter,
 }
 
 /// The driver's own bookkeeping for one run.
 struct Turns {
     last_tick: Instant,
-    /// Entry bytes applied since the last snapshot (taken or installed).
+    /// Entry bytes applied since the last snapshot (installed, or whose
+    /// image was taken).
     applied_bytes: u64,
     seen: Option<(Term, Role, Option<NodeId>)>,
     status: Vec<oneshot::Sender<StatusReport>>,
@@ -149,15 +159,32 @@ impl Driver {
             last_index = self.node.last_index(),
             "driver started"
         );
-        loop {
+        let result = loop {
             match self.turns(&mut t) {
-                Ok(()) => break,
-                Err(Halt::Fatal(e)) => return Err(e),
-                Err(Halt::NoSpace(e)) => self = self.reopen(e, &mut t)?,
+                Ok(()) => break Ok(()),
+                Err(Halt::Fatal(e)) => break Err(e),
+                Err(Halt::NoSpace(e)) => match self.reopen(e, &mut t) {
+                    Ok(driver) => self = driver,
+                    // `reopen` already waited for the snapshot thread.
+                    Err(e) => return Err(e),
+                },
             }
-        }
+        };
+        // No snapshot thread outlives the WAL it writes for.
+        self.drop_snapshot_job();
+        result?;
         info!("driver stopped; the WAL is closed");
         Ok(())
+    }
+
+    /// Waits for the snapshot job under way, if any, and drops its result
+    /// (its staged file is removed; the next open would remove it too).
+    fn drop_snapshot_job(&mut self) {
+        if let Some(done) = self.snapshots.wait() {
+            if let Some(Ok(staged)) = done.staged {
+                self.node.storage_mut().discard(staged);
+            }
+        }
     }
 
     /// The loop: take inputs, tick, handle Readies, until told to stop.
@@ -170,6 +197,7 @@ impl Driver {
             while let Ok(input) = self.inbox.try_recv() {
                 stop |= self.take(input, t)?;
             }
+            self.finish_snapshot(t);
             self.tick(t)?;
             self.ready(t)?;
             self.observe(t);
@@ -192,8 +220,9 @@ impl Driver {
     /// the disk holds, exactly as a restart would, without leaving the
     /// process. Requests waiting on the old node get "entry lost" (their
     /// writes may or may not commit: a retry with the session is safe).
-    fn reopen(self, why: ServerError, t: &mut Turns) -> Result<Driver, ServerError> {
+    fn reopen(mut self, why: ServerError, t: &mut Turns) -> Result<Driver, ServerError> {
         warn!("{why}; the disk is full: reopening the WAL from disk and refusing writes until space is freed");
+        self.drop_snapshot_job();
         let Driver {
             node,
             service,
@@ -208,6 +237,7 @@ impl Driver {
             reconfig,
             cluster_id,
             tick,
+            snapshots,
         } = self;
         space.on_no_space();
         drop(service);
@@ -238,6 +268,7 @@ impl Driver {
             reconfig,
             cluster_id,
             tick,
+            snapshots,
         })
     }
 
@@ -273,7 +304,7 @@ impl Driver {
                     self.node.step(m).map_err(ServerError::Storage)?;
                 }
             }
-            Input::Tick => {}
+            Input::Tick | Input::Snapshot => {}
             Input::Status(tx) => t.status.push(tx),
             Input::Admin { request, reply } => self.on_admin(request, reply),
             Input::Stop => return Ok(true),
@@ -342,22 +373,96 @@ impl Driver {
                 .inc_by(rd.committed_entries.len() as u64);
             // 4. Advance.
             self.node.advance();
-            if self.space.is_full() {
-                // A snapshot file needs room the disk does not have.
-                continue;
-            }
-            if let Some((index, image)) = self.service.maybe_snapshot(t.applied_bytes) {
-                match self.node.snapshot(index, self.wrap_snapshot(&image)) {
-                    Ok(()) => {
-                        t.applied_bytes = 0;
-                        self.metrics.snapshots_taken.inc();
-                        info!(index, "took a snapshot");
-                    }
-                    Err(e) => warn!("snapshot at {index} refused: {e}"),
-                }
+            // A snapshot file needs room the disk may not have; one job
+            // at a time.
+            if !self.space.is_full() && !self.snapshots.busy() {
+                self.start_snapshot(t);
             }
         }
         Ok(())
+    }
+
+    /// When enough was applied since the last snapshot: takes an image of
+    /// the store (O(1)) and hands it to the snapshot thread, with what the
+    /// snapshot at its index holds besides (member table, term,
+    /// configuration) and a file the WAL reserves for it.
+    fn start_snapshot(&mut self, t: &mut Turns) {
+        let Some(image) = self.service.maybe_image(t.applied_bytes) else {
+            return;
+        };
+        let index = image.index();
+        let term = match self.node.storage().term(index) {
+            Ok(term) => term,
+            Err(e) => {
+                warn!("no snapshot at {index}: its term is unknown ({e})");
+                return;
+            }
+        };
+        let writer = match self.node.storage_mut().snapshot_writer() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                // The snapshot is then written by the next persist.
+                warn!("no snapshot file could be reserved ({e})");
+                None
+            }
+        };
+        let job = snapshots::Job {
+            image,
+            table: self.reconfig.table.clone(),
+            term,
+            conf: self.reconfig.applied_conf().clone(),
+            writer,
+            applied_bytes: std::mem::take(&mut t.applied_bytes),
+        };
+        if let Err(e) = self.snapshots.start(job) {
+            warn!("no snapshot thread: {e}");
+        }
+    }
+
+    /// Takes the snapshot thread's result, if it is done: the node takes the
+    /// snapshot at the image's index (it may be below the applied index by
+    /// now) and the WAL the file that was written for it, so the next
+    /// persist only records it. A refusal (a newer snapshot came from the
+    /// leader meanwhile) or a failed write is logged and the snapshot left.
+    fn finish_snapshot(&mut self, t: &mut Turns) {
+        let Some(done) = self.snapshots.poll() else {
+            return;
+        };
+        let index = done.index;
+        let staged = match done.staged {
+            Some(Ok(staged)) => Some(staged),
+            Some(Err(e)) => {
+                warn!("snapshot at {index}: writing its file failed ({e}); left for the next one");
+                t.applied_bytes += done.applied_bytes;
+                return;
+            }
+            None => None,
+        };
+        match self.node.snapshot(index, done.data) {
+            Ok(()) => {
+                if let Some(staged) = staged {
+                    self.node.storage_mut().adopt(staged);
+                }
+                self.metrics.snapshots_taken.inc();
+                info!(
+                    index,
+                    encode_ms = done.encode.as_millis() as u64,
+                    write_ms = done.write.as_millis() as u64,
+                    "took a snapshot"
+                );
+            }
+            Err(e) => {
+                if let Some(staged) = staged {
+                    self.node.storage_mut().discard(staged);
+                }
+                // Unless a newer snapshot covers them, the entries it
+                // would have compacted count toward the next one.
+                if self.node.status().first_index <= index {
+                    t.applied_bytes += done.applied_bytes;
+                }
+                warn!("snapshot at {index} refused: {e}");
+            }
+        }
     }
 
     /// Notes changes of term, role and leader: label, metrics, log lines.
@@ -458,11 +563,13 @@ fn answer(out: Replies<ReplyTo>, door: Option<u64>) {
 }
 
 /// Bytes counted as applied at start, so that replicas take their
-/// snapshots a third of a period apart instead of all at the same index:
-/// a snapshot stalls its node's driver (it is serialised and written
-/// there), and when both followers stalled together under load, the
+/// snapshots a third of a period apart instead of all at the same index.
+/// When a snapshot was serialised and written on the driver, it stalled
+/// the node, and when both followers stalled together under load, the
 /// leader heard from no majority for an election timeout and stepped
-/// down (CheckQuorum). Node ids 1, 2, 3 start at 0, 1/3 and 2/3 of
+/// down (CheckQuorum). Snapshots are now made on their own thread, but
+/// they still take CPU and disk bandwidth from the node's two busy
+/// threads, so the replicas still take turns. Node ids 1, 2, 3 start at 0, 1/3 and 2/3 of
 /// `snapshot_bytes`; only the first snapshot after a start comes sooner.
 fn snapshot_phase(id: NodeId, snapshot_bytes: u64) -> u64 {
     snapshot_bytes / 3 * (id.saturating_sub(1) % 3)

@@ -45,6 +45,7 @@ pub mod members;
 pub mod metrics;
 mod reconfig;
 mod server;
+mod snapshots;
 pub mod space;
 pub mod status;
 mod transport;

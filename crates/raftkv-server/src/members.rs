@@ -119,13 +119,21 @@ pub enum EnvelopeError {
 /// table's length (u32, big-endian) and postcard bytes, then the state
 /// machine's image.
 pub fn wrap_snapshot(table: &MemberTable, image: &[u8]) -> Vec<u8> {
+    let mut out = envelope(table, image.len());
+    out.extend_from_slice(image);
+    out
+}
+
+/// The envelope's head: what [`wrap_snapshot`] puts before the image, in a
+/// buffer with room for `image_len` more bytes (the image is then encoded
+/// straight after it).
+pub fn envelope(table: &MemberTable, image_len: usize) -> Vec<u8> {
     let members = postcard::to_stdvec(table).expect("plain data always serialises");
-    let mut out = Vec::with_capacity(6 + members.len() + image.len());
+    let mut out = Vec::with_capacity(6 + members.len() + image_len);
     out.push(ENVELOPE_MAGIC);
     out.push(ENVELOPE_VERSION);
     out.extend((members.len() as u32).to_be_bytes());
     out.extend(members);
-    out.extend_from_slice(image);
     out
 }
 

@@ -73,6 +73,12 @@ struct PendingTransfer {
 }
 
 impl Reconfig {
+    /// The configuration as of the last entry applied: the one a snapshot
+    /// at the applied index carries.
+    pub(crate) fn applied_conf(&self) -> &ConfState {
+        &self.applied_conf
+    }
+
     /// The bookkeeping of a node whose state machine is at `applied`, with
     /// the configuration and member table in force there.
     pub fn new(table: MemberTable, conf: ConfState, applied: Index) -> Self {
@@ -338,12 +344,6 @@ impl Driver {
         self.reconfig.applied_conf = snap.conf.clone();
         self.reconfig.applied = snap.meta.index;
         Ok(out)
-    }
-
-    /// The data of a snapshot at the applied index: the member table, then
-    /// the state machine's image.
-    pub(crate) fn wrap_snapshot(&self, image: &[u8]) -> Vec<u8> {
-        members::wrap_snapshot(&self.reconfig.table, image)
     }
 
     fn retire(&mut self, id: NodeId) {

@@ -28,6 +28,7 @@ use crate::logging::{self, NodeLabel};
 use crate::members::{self, MemberTable};
 use crate::metrics::Metrics;
 use crate::reconfig::Reconfig;
+use crate::snapshots::Snapshotter;
 use crate::space::Space;
 use crate::transport::Transport;
 
@@ -214,6 +215,7 @@ impl Server {
             reconfig,
             cluster_id: cfg.cluster_id.clone(),
             tick: cfg.tick,
+            snapshots: Snapshotter::new(cfg.id, inbox.downgrade(), cfg.snapshot_hook.clone()),
         };
         let done = driver::spawn(driver, span.clone()).map_err(|e| {
             cancel.cancel();

@@ -336,11 +336,12 @@ async fn a_restart_recovers_from_the_data_directory_and_checks_its_identity() {
             .await;
         assert_eq!(r.status, StatusCode::OK);
     }
-    let m = api.get("/metrics").await.text();
-    assert!(
-        common::metric(&m, "raftkv_snapshots_taken_total") >= 1.0,
-        "{m}"
-    );
+    // Snapshots are made on their own thread: wait for the first.
+    common::wait_for("a snapshot", || async {
+        let m = api.get("/metrics").await.text();
+        (common::metric(&m, "raftkv_snapshots_taken_total") >= 1.0).then_some(())
+    })
+    .await;
     server.shutdown().await.unwrap();
 
     let (server, api) = start_single(cfg.clone()).await;

@@ -59,6 +59,11 @@ pub struct KvChaosReport {
     pub leader_isolations: u64,
     /// Servers holding a snapshot at the end.
     pub with_snapshot: usize,
+    /// Snapshots taken at an index below the applied one (the image was
+    /// taken some Readies before, see `KvConfig::snapshot_delay`).
+    pub delayed_snapshots: u64,
+    /// Delayed snapshots the node refused (a newer one came meanwhile).
+    pub refused_snapshots: u64,
 }
 
 /// The fault that tests reads: the leader and a minority are split from the
@@ -152,5 +157,6 @@ pub fn run_kv_chaos(name: &str, seed: u64, cfg: &KvChaosConfig) -> Result<KvChao
         .filter_map(|id| kv.cluster.sim().node(id))
         .filter(|n| n.storage().snapshot().is_ok_and(|s| s.meta.index > 0))
         .count();
+    (report.delayed_snapshots, report.refused_snapshots) = kv.kv().delayed_snapshots();
     Ok(report)
 }

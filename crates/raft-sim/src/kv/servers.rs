@@ -3,11 +3,16 @@
 //! to the service after sending its messages (persist, send, apply,
 //! advance), snapshots when the persisted Raft state passes maxraftstate,
 //! and restores the service from the stored snapshot at every restart.
+//! Like the real server, it takes the snapshot's image when it is due and
+//! calls `Node::snapshot` with it some Readies later
+//! ([`KvConfig::snapshot_delay`]).
 
 use std::collections::BTreeMap;
 
 use raft_core::{Index, NodeId, Ready, Snapshot};
-use raft_kv::{ClientRequest, Replies, Service};
+use raft_kv::{ClientRequest, Replies, Service, StoreImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::Clerks;
 use super::{ClerkId, KvConfig, KvEv};
@@ -15,7 +20,7 @@ use crate::clock::MS;
 use crate::error::{FailureKind, SimError};
 use crate::factory::StorageFactory;
 use crate::invariants::fnv1a;
-use crate::sim::{Sim, SimConfig};
+use crate::sim::{derive_seed, Sim, SimConfig};
 use crate::trace::Event;
 
 /// The KV service of every node, the clerks, and what they recorded.
@@ -29,6 +34,14 @@ pub struct KvApp {
     pub(crate) clerks: Clerks,
     /// Leader snapshots installed (InstallSnapshot), all nodes together.
     installs: u64,
+    /// Per node: an image taken, and how many more of its Readies pass
+    /// before `Node::snapshot` is called with it.
+    images: Vec<Option<(StoreImage, u32)>>,
+    /// Draws the delays.
+    rng: ChaCha8Rng,
+    /// Snapshots taken below the applied index, and refused, by delay.
+    delayed: u64,
+    refused: u64,
 }
 
 impl KvApp {
@@ -40,6 +53,10 @@ impl KvApp {
             snapshots: BTreeMap::new(),
             clerks: Clerks::new(cfg.seed),
             installs: 0,
+            images: (0..cfg.nodes).map(|_| None).collect(),
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, 6, 0)),
+            delayed: 0,
+            refused: 0,
             cfg: kv,
         }))
     }
@@ -57,6 +74,13 @@ impl KvApp {
     /// Leader snapshots the services installed so far (InstallSnapshot, §7).
     pub fn installs(&self) -> u64 {
         self.installs
+    }
+
+    /// Snapshots whose `Node::snapshot` call came after more entries were
+    /// applied (below the applied index), and those the node refused (a
+    /// newer snapshot had come meanwhile).
+    pub fn delayed_snapshots(&self) -> (u64, u64) {
+        (self.delayed, self.refused)
     }
 
     /// The settings.
@@ -102,6 +126,8 @@ impl<F: StorageFactory> Sim<F> {
                 .map_err(|e| format!("stored snapshot does not restore: {e}"))?;
         }
         kv.services[id as usize - 1] = Some(service);
+        // An image being encoded died with the process.
+        kv.images[id as usize - 1] = None;
         Ok(())
     }
 
@@ -137,8 +163,10 @@ impl<F: StorageFactory> Sim<F> {
         Ok(())
     }
 
-    /// After `advance`: snapshots when the persisted Raft state (as the
-    /// storage factory measures it) reached maxraftstate.
+    /// After `advance`: when the persisted Raft state (as the storage
+    /// factory measures it) reached maxraftstate, takes an image of the
+    /// store; once its delay has passed, encodes it and hands it to
+    /// `Node::snapshot`. One image per node at a time, as in the server.
     pub(crate) fn kv_snapshot(&mut self, id: NodeId) -> Result<(), SimError> {
         let i = id as usize - 1;
         if self.kv_mut().cfg.service.max_raft_state.is_none() {
@@ -147,22 +175,52 @@ impl<F: StorageFactory> Sim<F> {
         let Some(node) = self.nodes[i].as_ref() else {
             return Ok(());
         };
-        let Some(size) = self.factory.raft_state_size(node.storage()) else {
-            return Ok(());
-        };
+        let size = self.factory.raft_state_size(node.storage());
         let kv = self.kv.as_deref_mut().expect("KV service");
-        let Some(service) = kv.services[i].as_mut() else {
+        if kv.images[i].is_none() {
+            let Some(size) = size else {
+                return Ok(());
+            };
+            let Some(service) = kv.services[i].as_mut() else {
+                return Ok(());
+            };
+            let Some(image) = service.maybe_image(size) else {
+                return Ok(());
+            };
+            let delay = kv.rng.gen_range(0..=kv.cfg.snapshot_delay);
+            kv.images[i] = Some((image, delay));
+        }
+        match &mut kv.images[i] {
+            Some((_, left)) if *left > 0 => {
+                *left -= 1;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let Some((image, _)) = kv.images[i].take() else {
             return Ok(());
         };
-        let Some((index, data)) = service.maybe_snapshot(size) else {
-            return Ok(());
-        };
+        let (index, data) = (image.index(), image.encode());
         if let Err(what) = kv.agree(index, &data) {
             return Err(self.fail(FailureKind::Apply { node: id, what }));
         }
         let node = self.nodes[i].as_mut().expect("up");
-        let res = node.snapshot(index, data);
-        self.core(id, res)
+        let applied = node.status().applied;
+        match node.snapshot(index, data) {
+            Ok(()) => {
+                if index < applied {
+                    self.kv_mut().delayed += 1;
+                }
+                Ok(())
+            }
+            // A newer snapshot (the leader's) came while it was encoded:
+            // the server logs the refusal and goes on.
+            Err(raft_core::Error::BadSnapshotIndex { .. }) => {
+                self.kv_mut().refused += 1;
+                Ok(())
+            }
+            Err(e) => self.core(id, Err(e)),
+        }
     }
 
     /// After a tick: the service notices a lost leadership and ends
