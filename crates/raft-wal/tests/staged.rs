@@ -247,3 +247,92 @@ fn check(crash_at: u64, second: Option<u64>, seed: u64) -> bool {
     assert_eq!(files.len(), wanted, "{ctx}: {files:?}");
     completed
 }
+
+/// A staged file is recorded only for the very snapshot it holds: one at
+/// the same index with other data, or with the same data and another
+/// configuration, is written as usual, and the WAL (also after a power
+/// cut) gives back the snapshot offered, never the staged one.
+#[test]
+fn a_staged_file_of_other_data_or_configuration_is_not_recorded() {
+    let staged_snap = with_conf(snap(6, 1, 500));
+    let same_data_no_conf = snap(6, 1, 500);
+    assert_eq!(same_data_no_conf.meta, staged_snap.meta);
+    for offered in [snap(6, 1, 400), same_data_no_conf] {
+        let fs = SimFs::new();
+        let (mut wal, mut model) = filled(&fs);
+        let staged = wal.snapshot_writer().unwrap().write(&staged_snap).unwrap();
+        let staged_files = snap_files(&fs);
+        assert!(wal.adopt(staged));
+        wal.apply_snapshot(&offered).unwrap();
+        model.apply_snapshot(&offered).unwrap();
+        wal.sync().unwrap();
+        let now = snap_files(&fs);
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_ne!(now, staged_files, "the staged file was recorded");
+        assert_eq!(wal.snapshot().unwrap(), offered);
+        assert_eq!(diff(&wal, &model), None);
+        drop(wal);
+        let wal = Wal::open_with(fs.crash(4), dir(), opts()).unwrap();
+        assert_eq!(wal.snapshot().unwrap(), offered);
+        assert_eq!(diff(&wal, &model), None);
+    }
+}
+
+/// Adopting a second staged file replaces the first, which goes at once
+/// (it would otherwise take disk space until the next open).
+#[test]
+fn a_second_adopted_file_replaces_the_first() {
+    let fs = SimFs::new();
+    let (mut wal, mut model) = filled(&fs);
+    let first = wal
+        .snapshot_writer()
+        .unwrap()
+        .write(&with_conf(snap(5, 1, 300)))
+        .unwrap();
+    assert!(wal.adopt(first));
+    let s = with_conf(snap(6, 1, 300));
+    let second = wal.snapshot_writer().unwrap().write(&s).unwrap();
+    assert_eq!(snap_files(&fs).len(), 2);
+    assert!(wal.adopt(second));
+    let staged = snap_files(&fs);
+    assert_eq!(staged.len(), 1, "the first staged file is left: {staged:?}");
+    wal.apply_snapshot(&s).unwrap();
+    model.apply_snapshot(&s).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(
+        snap_files(&fs),
+        staged,
+        "the second staged file is recorded"
+    );
+    assert_eq!(diff(&wal, &model), None);
+}
+
+/// FINDING (kept ignored until fixed): a `SnapshotWriter` that finishes
+/// after its `Wal` was dropped and the directory opened again writes under
+/// a sequence number the new instance may have given its own snapshot
+/// (the reserved file did not exist at open, so the number is free again):
+/// it replaces the new instance's current snapshot file, and `adopt`
+/// refusing the stale token then removes that file by number. The server
+/// waits for its snapshot thread before a reopen, so it does not hit this;
+/// the API allows it.
+#[test]
+#[ignore = "finding: a stale writer can clobber or remove the current snapshot"]
+fn a_stale_writer_never_touches_the_next_instances_snapshot() {
+    let fs = SimFs::new();
+    let (mut wal, mut model) = filled(&fs);
+    let writer = wal.snapshot_writer().unwrap();
+    drop(wal);
+    let mut wal = Wal::open_with(fs.clone(), dir(), opts()).unwrap();
+    let s = with_conf(snap(6, 1, 300));
+    wal.apply_snapshot(&s).unwrap();
+    model.apply_snapshot(&s).unwrap();
+    wal.sync().unwrap();
+    // The old instance's writer finishes now, and its token is offered.
+    let staged = writer.write(&with_conf(snap(8, 1, 300))).unwrap();
+    assert!(!wal.adopt(staged));
+    assert_eq!(diff(&wal, &model), None);
+    drop(wal);
+    let wal = Wal::open_with(fs.crash(6), dir(), opts())
+        .unwrap_or_else(|e| panic!("the current snapshot was damaged: {e}"));
+    assert_eq!(diff(&wal, &model), None);
+}

@@ -118,3 +118,49 @@ fn snap_files(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The bytes applied up to an image count for its snapshot only: once it
+/// is taken, writes of less than `snapshot_bytes` start no other job (a
+/// job is started in the turn that applies a write, so by the time the
+/// last of these writes is answered the snapshot thread would have been
+/// entered by one started at the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_snapshot_resets_what_counts_toward_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::single(dir.path());
+    cfg.snapshot_bytes = 4096;
+    let (entered_tx, entered) = mpsc::channel::<u64>();
+    cfg.snapshot_hook = SnapshotHook::new(move |index| {
+        let _ = entered_tx.send(index);
+    });
+    let (server, api) = start_single(cfg).await;
+    let put = |i: u32, len: usize| {
+        let api = &api;
+        async move {
+            let r = api
+                .call(Method::PUT, &format!("/v1/kv/k{i}"), &[], vec![b'v'; len])
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "k{i}");
+        }
+    };
+    let mut i = 0;
+    while entered.try_recv().is_err() {
+        assert!(i < 200, "no snapshot started after {i} writes");
+        put(i, 200).await;
+        i += 1;
+    }
+    wait_for("the snapshot", || async {
+        let status = api.get("/v1/status").await.json();
+        (status["snapshot_index"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    for k in 0..8 {
+        put(1000 + k, 8).await;
+    }
+    let late: Vec<u64> = entered.try_iter().collect();
+    assert!(
+        late.is_empty(),
+        "jobs started for a few small writes: {late:?}"
+    );
+    server.shutdown().await.unwrap();
+}
