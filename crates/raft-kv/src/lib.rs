@@ -97,6 +97,6 @@ pub use node::RaftNode;
 pub use op::{Key, Op, OpResult, Value};
 pub use service::{ReadPath, Replies, Service, ServiceConfig};
 pub use store::{
-    KvMap, Outcome, Shared, SnapshotError, Store, StoreConfig, StoreError, StoreImage,
+    KvMap, Outcome, Shared, SharedValue, SnapshotError, Store, StoreConfig, StoreError, StoreImage,
     SNAPSHOT_VERSION,
 };

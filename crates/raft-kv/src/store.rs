@@ -136,11 +136,22 @@ pub enum SnapshotError {
     IndexMismatch { data: Index, meta: Index },
 }
 
-/// Bytes shared between the store and the images taken from it.
+/// A key, shared between the store and the images taken from it.
 pub type Shared = Arc<[u8]>;
 
-/// The key-value map: keys and values as shared byte strings, in key order.
-pub type KvMap = imbl::OrdMap<Shared, Shared>;
+/// A value, shared between the store and the images taken from it. A
+/// `Vec` behind the `Arc`, so that an append grows it in place (copying it
+/// only while an image still holds it) instead of copying the whole value
+/// each time.
+pub type SharedValue = Arc<Vec<u8>>;
+
+/// The key-value map: shared keys and values, in key order.
+pub type KvMap = imbl::OrdMap<Shared, SharedValue>;
+
+/// A value taken out of the map: moved when nothing else holds it.
+fn owned(v: SharedValue) -> Value {
+    Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec())
+}
 
 /// The snapshot's contents; `sessions` in id order.
 #[derive(Serialize, Deserialize)]
@@ -201,7 +212,7 @@ impl<'de> Deserialize<'de> for KvIn {
                 while let Some((k, v)) =
                     a.next_entry::<serde_bytes::ByteBuf, serde_bytes::ByteBuf>()?
                 {
-                    map.insert(k.into_vec().into(), v.into_vec().into());
+                    map.insert(k.into_vec().into(), Arc::new(v.into_vec()));
                 }
                 Ok(KvIn(map))
             }
@@ -407,19 +418,20 @@ impl Store {
         self.cfg.check(&op)?;
         match op {
             Op::Get { .. } | Op::Range { .. } => self.read(&op),
-            Op::Put { key, value } => Ok(OpResult::Replaced(self.put(key, value.into()))),
-            Op::Delete { key } => Ok(OpResult::Replaced(
-                self.kv.remove(&key[..]).map(|v| v.to_vec()),
-            )),
+            Op::Put { key, value } => Ok(OpResult::Replaced(self.put(key, Arc::new(value)))),
+            Op::Delete { key } => Ok(OpResult::Replaced(self.kv.remove(&key[..]).map(owned))),
             Op::Append { key, value } => {
                 let old = self.kv.get(&key[..]);
                 let len = (old.map_or(0, |v| v.len()) + value.len()) as u64;
                 self.cfg.check_value(len)?;
-                let joined: Shared = match old {
-                    Some(old) => [&old[..], &value[..]].concat().into(),
-                    None => value.into(),
-                };
-                self.put(key, joined);
+                match self.kv.get_mut(&key[..]) {
+                    // In place, amortised O(appended bytes), unless an
+                    // image holds the value: then it is copied once.
+                    Some(v) => Arc::make_mut(v).extend_from_slice(&value),
+                    None => {
+                        self.kv.insert(key.into(), Arc::new(value));
+                    }
+                }
                 Ok(OpResult::Appended { len })
             }
             Op::Cas { key, expected, new } => {
@@ -427,7 +439,7 @@ impl Store {
                 let matched = found.map(|v| &v[..]) == expected.as_deref();
                 // On a match the value replaced is the one found.
                 let previous = if matched {
-                    self.put(key, new.into())
+                    self.put(key, Arc::new(new))
                 } else {
                     found.map(|v| v.to_vec())
                 };
@@ -438,9 +450,9 @@ impl Store {
 
     /// Sets `key` to `value`; the value it had. An existing key keeps its
     /// shared bytes (no new allocation for it).
-    fn put(&mut self, key: Key, value: Shared) -> Option<Value> {
+    fn put(&mut self, key: Key, value: SharedValue) -> Option<Value> {
         match self.kv.get_mut(&key[..]) {
-            Some(v) => Some(std::mem::replace(v, value).to_vec()),
+            Some(v) => Some(owned(std::mem::replace(v, value))),
             None => {
                 self.kv.insert(key.into(), value);
                 None
@@ -561,7 +573,7 @@ mod tests {
         ) {
             let store = Store {
                 cfg: StoreConfig::default(),
-                kv: kv.iter().map(|(k, v)| (Shared::from(&k[..]), Shared::from(&v[..]))).collect(),
+                kv: kv.iter().map(|(k, v)| (Shared::from(&k[..]), Arc::new(v.clone()))).collect(),
                 sessions: SessionTable::from_sessions(sessions.clone()).unwrap(),
                 clock_ms,
                 applied,
@@ -604,6 +616,43 @@ mod tests {
             prop_assert_eq!(image.encode(), then);
             prop_assert_ne!(image.index(), store.applied());
         }
+    }
+
+    /// An append grows the value it extends, in place, unless an image
+    /// still holds it (then it is copied once): appending to a large value
+    /// costs the bytes appended, not the value's length.
+    #[test]
+    fn an_append_extends_its_value_in_place() {
+        let mut store = Store::new(StoreConfig::default());
+        let write = |store: &mut Store, op: Op| {
+            let index = store.applied() + 1;
+            let record = Record {
+                stamp_ms: index,
+                body: RecordBody::PlainWrite { op },
+            };
+            store.apply(index, &command::encode(&record)).unwrap();
+        };
+        let append = |v: &[u8]| Op::Append {
+            key: b"k".to_vec(),
+            value: v.to_vec(),
+        };
+        let value = |store: &Store| Arc::as_ptr(store.map().get(&b"k"[..]).unwrap());
+        write(&mut store, append(b"a"));
+        let first = value(&store);
+        for _ in 0..100 {
+            write(&mut store, append(b"b"));
+        }
+        assert_eq!(value(&store), first, "the same value, grown");
+        let (image, then) = (store.image(), store.snapshot());
+        write(&mut store, append(b"c"));
+        let copied = value(&store);
+        assert_ne!(copied, first, "copied: the image holds the old one");
+        write(&mut store, append(b"d"));
+        assert_eq!(value(&store), copied, "copied once");
+        assert_eq!(image.encode(), then, "the image kept the old value");
+        let got = store.map().get(&b"k"[..]).unwrap();
+        assert_eq!(got.len(), 103);
+        assert!(got.ends_with(b"bcd"));
     }
 
     #[test]
