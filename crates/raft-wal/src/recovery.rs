@@ -51,7 +51,8 @@ pub(crate) struct Recovered<Fi> {
 struct Listing {
     segments: Vec<u64>,
     snapshots: Vec<u64>,
-    temps: Vec<u64>,
+    /// Snapshot temp files and staged files never recorded: number, name.
+    temps: Vec<(u64, String)>,
     /// Segments being created (`.wal.tmp`): never part of the log.
     segment_temps: Vec<u64>,
 }
@@ -65,7 +66,7 @@ fn list<F: Vfs>(fs: &F, dir: &Path) -> Result<Listing, WalError> {
             out.segment_temps.push(seq);
         } else if let Some((seq, tmp)) = snapfile::parse_name(&name) {
             if tmp {
-                out.temps.push(seq);
+                out.temps.push((seq, name));
             } else {
                 out.snapshots.push(seq);
             }
@@ -196,12 +197,7 @@ pub(crate) fn recover<F: Vfs>(
             .iter()
             .map(|&s| dir.join(segment::temp_name(s))),
     );
-    leftovers.extend(
-        found
-            .temps
-            .iter()
-            .map(|&s| dir.join(format!("{}.tmp", snapfile::file_name(s)))),
-    );
+    leftovers.extend(found.temps.iter().map(|(_, name)| dir.join(name)));
     leftovers.extend(
         found
             .snapshots
@@ -229,8 +225,8 @@ pub(crate) fn recover<F: Vfs>(
     let next_snap_seq = found
         .snapshots
         .iter()
-        .chain(&found.temps)
         .copied()
+        .chain(found.temps.iter().map(|(s, _)| *s))
         .chain([state.snap.seq])
         .max()
         .unwrap_or(0)

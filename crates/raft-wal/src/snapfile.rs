@@ -38,12 +38,25 @@ pub(crate) fn file_name(seq: u64) -> String {
     format!("snap-{seq:020}.snap")
 }
 
+/// File name of snapshot `seq` staged by WAL instance `instance` (see
+/// [`write_staged`]): it becomes [`file_name`]`(seq)` only when that
+/// instance records it, so no other instance's file can ever be touched.
+pub(crate) fn staged_name(seq: u64, instance: u64) -> String {
+    format!("snap-{seq:020}.{instance}.staged")
+}
+
 /// Sequence number of a snapshot file name, if it is one; `tmp` tells
-/// whether it is a leftover temp file.
+/// whether it is a leftover (a temp file, or a staged file never recorded).
 pub(crate) fn parse_name(name: &str) -> Option<(u64, bool)> {
     let rest = name.strip_prefix("snap-")?;
     let (seq, tmp) = if let Some(s) = rest.strip_suffix(".snap") {
         (s, false)
+    } else if let Some(s) = rest.strip_suffix(".staged") {
+        let (seq, instance) = s.split_once('.')?;
+        if instance.is_empty() || !instance.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        (seq, true)
     } else {
         (rest.strip_suffix(".snap.tmp")?, true)
     };
@@ -75,20 +88,33 @@ pub(crate) fn write<F: Vfs>(
     snap: &Snapshot,
     sync: bool,
 ) -> Result<SnapRef, WalError> {
-    if !snap.meta.matches(&snap.data) {
-        return Err(WalError::Invalid(format!(
-            "snapshot at index {} does not match its length and checksum",
-            snap.meta.index
-        )));
+    check(snap)?;
+    let (r, buf) = encode(seq, snap);
+    let path = dir.join(file_name(seq));
+    let tmp = dir.join(format!("{}.tmp", file_name(seq)));
+    write_new_file(fs, dir, &tmp, &path, &buf, sync)?;
+    Ok(r)
+}
+
+/// Refuses a snapshot whose data does not match its length and checksum.
+fn check(snap: &Snapshot) -> Result<(), WalError> {
+    if snap.meta.matches(&snap.data) {
+        return Ok(());
     }
+    Err(WalError::Invalid(format!(
+        "snapshot at index {} does not match its length and checksum",
+        snap.meta.index
+    )))
+}
+
+/// The file's bytes for `snap` as number `seq`.
+fn encode(seq: u64, snap: &Snapshot) -> (SnapRef, Vec<u8>) {
     let r = SnapRef {
         seq,
         meta: snap.meta,
         len: snap.meta.size,
         crc: snap.meta.crc,
     };
-    let path = dir.join(file_name(seq));
-    let tmp = dir.join(format!("{}.tmp", file_name(seq)));
     let conf = encode_conf(&snap.conf);
     let mut buf = Vec::with_capacity(HEADER + CONF_HEADER + conf.len() + snap.data.len());
     buf.extend_from_slice(&header(&r, MAGIC));
@@ -96,8 +122,58 @@ pub(crate) fn write<F: Vfs>(
     buf.extend_from_slice(&crc32c::crc32c(&conf).to_le_bytes());
     buf.extend_from_slice(&conf);
     buf.extend_from_slice(&snap.data);
-    write_new_file(fs, dir, &tmp, &path, &buf, sync)?;
+    (r, buf)
+}
+
+/// Writes `snap` as number `seq` under its staged name for WAL instance
+/// `instance` (and fsyncs it when `sync`). A failed write removes what it
+/// left, so a full disk gets its room back at once.
+pub(crate) fn write_staged<F: Vfs>(
+    fs: &F,
+    dir: &Path,
+    seq: u64,
+    instance: u64,
+    snap: &Snapshot,
+    sync: bool,
+) -> Result<SnapRef, WalError> {
+    check(snap)?;
+    let (r, buf) = encode(seq, snap);
+    let path = dir.join(staged_name(seq, instance));
+    let written = fs
+        .create(&path)
+        .map_err(WalError::io("create", &path))
+        .and_then(|mut file| {
+            file.write_all_at(&buf, 0)
+                .map_err(WalError::io("write", &path))?;
+            if sync {
+                file.sync().map_err(WalError::io("fsync", &path))?;
+            }
+            Ok(())
+        });
+    if let Err(e) = written {
+        let _ = fs.remove(&path);
+        return Err(e);
+    }
     Ok(r)
+}
+
+/// Gives staged file `seq` of `instance` its snapshot name (and fsyncs the
+/// directory when `sync`): after this, a log record may name it.
+pub(crate) fn promote<F: Vfs>(
+    fs: &F,
+    dir: &Path,
+    seq: u64,
+    instance: u64,
+    sync: bool,
+) -> Result<(), WalError> {
+    let staged = dir.join(staged_name(seq, instance));
+    fs.rename(&staged, &dir.join(file_name(seq)))
+        .map_err(WalError::io("rename", &staged))?;
+    if sync {
+        fs.sync_dir(dir)
+            .map_err(WalError::io("fsync directory", dir))?;
+    }
+    Ok(())
 }
 
 /// Reads and verifies the snapshot `r` refers to.

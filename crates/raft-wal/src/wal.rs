@@ -65,11 +65,14 @@ const LOCK_FILE: &str = "LOCK";
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 /// Writes one snapshot file away from the thread that owns the [`Wal`]
-/// (temp file, fsync, rename, directory fsync), under a sequence number
-/// the WAL reserved for it ([`Wal::snapshot_writer`]). The file is not part
-/// of the log until the WAL [adopts](Wal::adopt) the [`StagedSnapshot`]
-/// and records it; one never adopted is a leftover that the next open
-/// removes, so a crash at any point loses nothing the log refers to.
+/// (write and fsync), under a sequence number the WAL reserved for it
+/// ([`Wal::snapshot_writer`]) and a staged name that carries the WAL
+/// instance's number. The file takes its snapshot name (a rename and a
+/// directory fsync, on the WAL's thread) only when the WAL that reserved it
+/// [adopts](Wal::adopt) the [`StagedSnapshot`] and records it, so a writer
+/// that outlives its WAL can never touch another instance's files. One
+/// never recorded is a leftover that the next open removes: a crash at any
+/// point loses nothing the log refers to.
 #[derive(Debug)]
 pub struct SnapshotWriter<F: Vfs = StdFs> {
     fs: F,
@@ -83,7 +86,14 @@ impl<F: Vfs> SnapshotWriter<F> {
     /// Writes `snap` to its file and makes it durable (with
     /// [`SyncMode::Always`]); the token to hand to [`Wal::adopt`].
     pub fn write(self, snap: &Snapshot) -> Result<StagedSnapshot, WalError> {
-        let r = snapfile::write(&self.fs, &self.dir, self.seq, snap, self.sync)?;
+        let r = snapfile::write_staged(
+            &self.fs,
+            &self.dir,
+            self.seq,
+            self.instance,
+            snap,
+            self.sync,
+        )?;
         Ok(StagedSnapshot {
             r,
             conf: snap.conf.clone(),
@@ -223,15 +233,15 @@ impl<F: Vfs> Wal<F> {
     /// with the same metadata and configuration records it without writing
     /// it again. Any other `apply_snapshot` removes it and writes its own.
     /// A file staged by another `Wal` instance (before a reopen) is removed
-    /// and `false` returned: that instance's recovery may already have
-    /// removed it.
+    /// (under its staged name, which only that instance used) and `false`
+    /// returned.
     pub fn adopt(&mut self, staged: StagedSnapshot) -> bool {
         if staged.instance != self.instance {
-            self.remove_snapshot_file(staged.r.seq);
+            self.remove_staged(&staged);
             return false;
         }
         if let Some(old) = self.staged.replace(staged) {
-            self.remove_snapshot_file(old.r.seq);
+            self.remove_staged(&old);
         }
         true
     }
@@ -240,11 +250,12 @@ impl<F: Vfs> Wal<F> {
     /// snapshot was refused). Leaving it is safe too: the next open
     /// removes it.
     pub fn discard(&mut self, staged: StagedSnapshot) {
-        self.remove_snapshot_file(staged.r.seq);
+        self.remove_staged(&staged);
     }
 
-    fn remove_snapshot_file(&self, seq: u64) {
-        let path = self.dir.join(snapfile::file_name(seq));
+    fn remove_staged(&self, staged: &StagedSnapshot) {
+        let name = snapfile::staged_name(staged.r.seq, staged.instance);
+        let path = self.dir.join(name);
         if let Err(e) = self.fs.remove(&path) {
             warn!(path = %path.display(), error = %e, "WAL: could not remove a staged snapshot");
         }
@@ -347,8 +358,13 @@ impl<F: Vfs> Wal<F> {
         self.reserve(64)?;
         let keep = self.state.term(index) == Some(snap.meta.term);
         let r = match self.staged.take() {
-            // Written and synced by a `SnapshotWriter`: only record it.
-            Some(st) if st.r.meta == snap.meta && st.conf == snap.conf => st.r,
+            // Written and synced by a `SnapshotWriter`: name it and record it.
+            Some(st) if st.r.meta == snap.meta && st.conf == snap.conf => {
+                let sync = self.opts.sync == SyncMode::Always;
+                snapfile::promote(&self.fs, &self.dir, st.r.seq, st.instance, sync)
+                    .map_err(|e| self.poison(e))?;
+                st.r
+            }
             other => {
                 if let Some(st) = other {
                     warn!(
@@ -356,7 +372,7 @@ impl<F: Vfs> Wal<F> {
                         offered = ?snap.meta,
                         "WAL: the staged snapshot file is not this snapshot; writing it here"
                     );
-                    self.remove_snapshot_file(st.r.seq);
+                    self.remove_staged(&st);
                 }
                 let seq = self.reserve_snap_seq()?;
                 let sync = self.opts.sync == SyncMode::Always;

@@ -24,15 +24,17 @@ fn opts() -> WalOptions {
     }
 }
 
-fn snap_files(fs: &SimFs) -> Vec<String> {
-    let mut names: Vec<String> = fs
+/// The numbers of the snapshot files in the directory, staged or named
+/// (a staged file keeps its number when the WAL names it).
+fn snap_files(fs: &SimFs) -> Vec<u64> {
+    let mut seqs: Vec<u64> = fs
         .list(dir())
         .unwrap()
         .into_iter()
-        .filter(|n| n.starts_with("snap-"))
+        .filter_map(|n| n.strip_prefix("snap-")?.get(..20)?.parse().ok())
         .collect();
-    names.sort();
-    names
+    seqs.sort();
+    seqs
 }
 
 /// A WAL with entries 1..=10 of term 1, synced, and its model.
@@ -120,7 +122,9 @@ fn a_file_never_adopted_is_removed_at_open() {
     drop(wal);
     let disk = fs.crash(1);
     let wal = Wal::open_with(disk.clone(), dir(), opts()).unwrap();
-    assert_eq!(wal.recovery().removed.len(), 1, "{:?}", wal.recovery());
+    // The file was synced but not its directory entry: the cut may have
+    // lost the name too; if not, the open removes it.
+    assert!(wal.recovery().removed.len() <= 1, "{:?}", wal.recovery());
     assert!(snap_files(&disk).is_empty());
     assert_eq!(diff(&wal, &model), None);
 }
@@ -307,16 +311,13 @@ fn a_second_adopted_file_replaces_the_first() {
     assert_eq!(diff(&wal, &model), None);
 }
 
-/// FINDING (kept ignored until fixed): a `SnapshotWriter` that finishes
-/// after its `Wal` was dropped and the directory opened again writes under
-/// a sequence number the new instance may have given its own snapshot
-/// (the reserved file did not exist at open, so the number is free again):
-/// it replaces the new instance's current snapshot file, and `adopt`
-/// refusing the stale token then removes that file by number. The server
-/// waits for its snapshot thread before a reopen, so it does not hit this;
-/// the API allows it.
+/// A `SnapshotWriter` that finishes after its `Wal` was dropped and the
+/// directory opened again may hold a sequence number the new instance has
+/// given its own snapshot (the reserved file did not exist at open). It
+/// writes under a staged name carrying its own instance, so it can neither
+/// replace the new instance's file nor, refused at `adopt`, remove it.
+/// (Found by review: it used to write the final name.)
 #[test]
-#[ignore = "finding: a stale writer can clobber or remove the current snapshot"]
 fn a_stale_writer_never_touches_the_next_instances_snapshot() {
     let fs = SimFs::new();
     let (mut wal, mut model) = filled(&fs);

@@ -110,22 +110,34 @@ pub struct ServerConfig {
     pub snapshot_hook: SnapshotHook,
 }
 
+/// What a [`SnapshotHook`] may do to a job: fail its file write.
+type HookFn = dyn Fn(raft_core::Index) -> Option<std::io::Error> + Send + Sync;
+
 /// A function the snapshot thread calls before encoding an image (tests
-/// only). Configurations compare equal whatever their hooks.
+/// only); an error it returns stands for the file write's. Configurations
+/// compare equal whatever their hooks.
 #[derive(Clone, Default)]
 #[doc(hidden)]
-pub struct SnapshotHook(pub Option<std::sync::Arc<dyn Fn(raft_core::Index) + Send + Sync>>);
+pub struct SnapshotHook(pub Option<std::sync::Arc<HookFn>>);
 
 impl SnapshotHook {
     /// A hook that calls `f`.
     pub fn new(f: impl Fn(raft_core::Index) + Send + Sync + 'static) -> Self {
+        SnapshotHook(Some(std::sync::Arc::new(move |i| {
+            f(i);
+            None
+        })))
+    }
+
+    /// A hook that calls `f` and fails the job's write with what it returns.
+    pub fn failing(
+        f: impl Fn(raft_core::Index) -> Option<std::io::Error> + Send + Sync + 'static,
+    ) -> Self {
         SnapshotHook(Some(std::sync::Arc::new(f)))
     }
 
-    pub(crate) fn call(&self, index: raft_core::Index) {
-        if let Some(f) = &self.0 {
-            f(index);
-        }
+    pub(crate) fn call(&self, index: raft_core::Index) -> Option<std::io::Error> {
+        self.0.as_ref().and_then(|f| f(index))
     }
 }
 

@@ -121,9 +121,17 @@ struct Turns {
     /// Entry bytes applied since the last snapshot (installed, or whose
     /// image was taken).
     applied_bytes: u64,
+    /// After a snapshot file failed to write: no new snapshot job before
+    /// this, and the wait after the next failure.
+    snapshot_retry: Option<(Instant, Duration)>,
     seen: Option<(Term, Role, Option<NodeId>)>,
     status: Vec<oneshot::Sender<StatusReport>>,
 }
+
+/// First wait before another snapshot after a failed snapshot write; it
+/// doubles with each failure in a row, up to [`SNAPSHOT_RETRY_MAX`].
+const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Why the turns stopped.
 enum Halt {
@@ -150,6 +158,7 @@ impl Driver {
         let mut t = Turns {
             last_tick: Instant::now(),
             applied_bytes: snapshot_phase(self.node.id(), self.cfg.snapshot_bytes),
+            snapshot_retry: None,
             seen: None,
             status: Vec::new(),
         };
@@ -375,7 +384,8 @@ impl Driver {
             self.node.advance();
             // A snapshot file needs room the disk may not have; one job
             // at a time.
-            if !self.space.is_full() && !self.snapshots.busy() {
+            let waiting = t.snapshot_retry.is_some_and(|(at, _)| Instant::now() < at);
+            if !self.space.is_full() && !self.snapshots.busy() && !waiting {
                 self.start_snapshot(t);
             }
         }
@@ -432,12 +442,30 @@ impl Driver {
         let staged = match done.staged {
             Some(Ok(staged)) => Some(staged),
             Some(Err(e)) => {
-                warn!("snapshot at {index}: writing its file failed ({e}); left for the next one");
+                // The writer removed what it wrote. Not again at once: a
+                // full disk puts the node in no-space mode (writes refused
+                // until there is room), any other failure waits, longer
+                // each time it recurs.
+                let wait = t.snapshot_retry.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| {
+                    (w * 2).min(SNAPSHOT_RETRY_MAX)
+                });
+                t.snapshot_retry = Some((Instant::now() + wait, wait));
+                if space::is_no_space(&e) {
+                    self.space.on_snapshot_no_space();
+                    self.metrics.no_space.set(1);
+                }
+                warn!(
+                    "snapshot at {index}: writing its file failed ({e}); next try in {} s at the earliest",
+                    wait.as_secs()
+                );
                 t.applied_bytes += done.applied_bytes;
                 return;
             }
             None => None,
         };
+        if staged.is_some() {
+            t.snapshot_retry = None;
+        }
         match self.node.snapshot(index, done.data) {
             Ok(()) => {
                 if let Some(staged) = staged {

@@ -131,15 +131,24 @@ impl Snapshotter {
 /// The snapshot thread's work: encode, then write and fsync the file.
 fn run(job: Job, hook: &SnapshotHook) -> Done {
     let index = job.image.index();
-    hook.call(index);
+    let injected = hook.call(index);
     let started = Instant::now();
     let head = members::envelope(&job.table, 0);
     let data = job.image.encode_into(head);
     drop(job.image);
     let encode = started.elapsed();
     let started = Instant::now();
-    let (data, staged) = match job.writer {
-        Some(writer) => {
+    let (data, staged) = match (job.writer, injected) {
+        (Some(_), Some(source)) => {
+            let path = std::path::PathBuf::from("(a test's hook)");
+            let failed = WalError::Io {
+                op: "write",
+                path,
+                source,
+            };
+            (data, Some(Err(failed)))
+        }
+        (Some(writer), None) => {
             let snap = Snapshot {
                 meta: SnapshotMeta::of(index, job.term, &data),
                 conf: job.conf,
@@ -148,7 +157,7 @@ fn run(job: Job, hook: &SnapshotHook) -> Done {
             let staged = writer.write(&snap);
             (snap.data, Some(staged))
         }
-        None => (data, None),
+        (None, _) => (data, None),
     };
     Done {
         index,

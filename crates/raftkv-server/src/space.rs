@@ -165,6 +165,13 @@ impl Space {
         self.enter();
     }
 
+    /// A snapshot file could not be written for lack of space: enters
+    /// no-space mode (writes refused until a probe finds room) but keeps
+    /// the reserve, which is for Raft's small writes, not for snapshots.
+    pub fn on_snapshot_no_space(&mut self) {
+        self.enter();
+    }
+
     fn enter(&mut self) {
         if self.full.is_none() {
             self.full = Some(Full {

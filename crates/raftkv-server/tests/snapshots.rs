@@ -164,3 +164,48 @@ async fn a_taken_snapshot_resets_what_counts_toward_the_next() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// A snapshot whose file fails to write is not started again at once (the
+/// node would encode its whole store over and over): the next job waits at
+/// least a second, and then a snapshot is taken as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_snapshot_write_is_retried_after_a_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::single(dir.path());
+    cfg.snapshot_bytes = 4096;
+    let (entered_tx, entered) = mpsc::channel::<std::time::Instant>();
+    let jobs = std::sync::atomic::AtomicUsize::new(0);
+    cfg.snapshot_hook = SnapshotHook::failing(move |_| {
+        let _ = entered_tx.send(std::time::Instant::now());
+        let first = jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        first.then(|| std::io::Error::from_raw_os_error(5)) // EIO
+    });
+    let (server, api) = start_single(cfg).await;
+    let mut i = 0;
+    let mut next_put = || {
+        i += 1;
+        let api = &api;
+        let key = format!("/v1/kv/k{i}");
+        async move {
+            let r = api.call(Method::PUT, &key, &[], vec![b'v'; 200]).await;
+            assert_eq!(r.status, StatusCode::OK, "{key}");
+        }
+    };
+    // Writes until a second job starts: well past two snapshots' worth.
+    let mut starts = Vec::new();
+    while starts.len() < 2 {
+        next_put().await;
+        starts.extend(entered.try_iter());
+    }
+    let pause = starts[1] - starts[0];
+    assert!(
+        pause >= std::time::Duration::from_secs(1),
+        "retried after {pause:?} only"
+    );
+    wait_for("a snapshot after the failed one", || async {
+        let status = api.get("/v1/status").await.json();
+        (status["snapshot_index"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
