@@ -439,6 +439,14 @@ impl Driver {
             return;
         };
         let index = done.index;
+        self.metrics
+            .snapshot_encode_seconds
+            .observe(done.encode.as_secs_f64());
+        if done.staged.is_some() {
+            self.metrics
+                .snapshot_write_seconds
+                .observe(done.write.as_secs_f64());
+        }
         let staged = match done.staged {
             Some(Ok(staged)) => Some(staged),
             Some(Err(e)) => {
@@ -450,6 +458,7 @@ impl Driver {
                     (w * 2).min(SNAPSHOT_RETRY_MAX)
                 });
                 t.snapshot_retry = Some((Instant::now() + wait, wait));
+                self.metrics.snapshot_write_failures.inc();
                 if space::is_no_space(&e) {
                     self.space.on_snapshot_no_space();
                     self.metrics.no_space.set(1);

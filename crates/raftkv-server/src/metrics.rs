@@ -46,6 +46,12 @@ pub struct Metrics {
     pub snapshots_taken: Counter,
     /// Snapshots from a leader this node installed.
     pub snapshots_installed: Counter,
+    /// Encoding one snapshot image, on the snapshot thread.
+    pub snapshot_encode_seconds: Histogram,
+    /// Writing and fsyncing one snapshot file, on the snapshot thread.
+    pub snapshot_write_seconds: Histogram,
+    /// Snapshot files that failed to write.
+    pub snapshot_write_failures: Counter,
     /// Messages sent, per peer.
     pub peer_messages_sent: Family<PeerLabel, Counter>,
     /// Bytes sent, per peer (frames included).
@@ -78,6 +84,8 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let latency = || Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        // 1 ms to about 65 s.
+        let slow = || Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let rtt: fn() -> Histogram = || Histogram::new(exponential_buckets(0.000_02, 2.0, 18));
         let m = Metrics {
             registry: Registry::with_prefix("raftkv"),
@@ -93,6 +101,9 @@ impl Metrics {
             role: Gauge::default(),
             snapshots_taken: Counter::default(),
             snapshots_installed: Counter::default(),
+            snapshot_encode_seconds: slow(),
+            snapshot_write_seconds: slow(),
+            snapshot_write_failures: Counter::default(),
             peer_messages_sent: Family::default(),
             peer_bytes_sent: Family::default(),
             peer_messages_received: Family::default(),
@@ -156,6 +167,23 @@ impl Metrics {
             "snapshots_installed",
             "Leader snapshots installed",
             self.snapshots_installed.clone(),
+        );
+        r.register_with_unit(
+            "snapshot_encode",
+            "Encoding one snapshot image (snapshot thread)",
+            Unit::Seconds,
+            self.snapshot_encode_seconds.clone(),
+        );
+        r.register_with_unit(
+            "snapshot_write",
+            "Writing and fsyncing one snapshot file (snapshot thread)",
+            Unit::Seconds,
+            self.snapshot_write_seconds.clone(),
+        );
+        r.register(
+            "snapshot_write_failures",
+            "Snapshot files that failed to write",
+            self.snapshot_write_failures.clone(),
         );
         r.register(
             "peer_messages_sent",

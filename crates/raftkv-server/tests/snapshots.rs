@@ -207,5 +207,10 @@ async fn a_failed_snapshot_write_is_retried_after_a_pause() {
         (status["snapshot_index"].as_u64()? > 0).then_some(())
     })
     .await;
+    let m = api.get("/metrics").await.text();
+    let count = |name| common::metric(&m, name);
+    assert_eq!(count("raftkv_snapshot_write_failures_total"), 1.0);
+    assert!(count("raftkv_snapshot_encode_seconds_count") >= 2.0, "{m}");
+    assert!(count("raftkv_snapshot_write_seconds_count") >= 1.0, "{m}");
     server.shutdown().await.unwrap();
 }
