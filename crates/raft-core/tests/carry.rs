@@ -200,16 +200,7 @@ fn compacted_entries_are_not_carried() {
 // (§5.3), not from a match index it has yet to learn.
 #[test]
 fn a_probe_carries_nothing() {
-    let mut s = MemStorage::new();
-    let old: Vec<_> = (1..=3).map(|i| Entry::normal(i, 1, vec![0u8])).collect();
-    s.append(&old).unwrap();
-    let hs = HardState {
-        term: 1,
-        vote: None,
-        commit: 0,
-    };
-    s.set_hard_state(&hs).unwrap();
-    let mut n = Node::new(config(1, 8), s).unwrap();
+    let mut n = Node::new(config(1, 8), old_log()).unwrap();
     elect(&mut n, &[2]); // its first probes are lost
     n.propose(b"new".to_vec()).unwrap();
     let mut probes = Vec::new();
@@ -271,19 +262,7 @@ fn a_carried_message_holds_max_msg_entries_new_ones() {
 // missed the first message still accepts the second.
 #[test]
 fn a_carried_message_names_the_term_of_the_match_index() {
-    let storage = || {
-        let mut s = MemStorage::new();
-        let old: Vec<_> = (1..=3).map(|i| Entry::normal(i, 1, vec![0u8])).collect();
-        s.append(&old).unwrap();
-        let hs = HardState {
-            term: 1,
-            vote: None,
-            commit: 0,
-        };
-        s.set_hard_state(&hs).unwrap();
-        s
-    };
-    let mut n = Node::new(config(1, 8), storage()).unwrap();
+    let mut n = Node::new(config(1, 8), old_log()).unwrap();
     elect(&mut n, &[2]);
     let term = n.term();
     assert!(term > 1);
@@ -297,10 +276,24 @@ fn a_carried_message_names_the_term_of_the_match_index() {
     };
     assert_eq!(prev_log_term, 1, "the term of entry 3, not of entry 4");
     // The first message is lost; the second passes the check on its own.
-    let mut f = Node::new(config(2, 8), storage()).unwrap();
+    let mut f = Node::new(config(2, 8), old_log()).unwrap();
     let reply = deliver(&mut f, sent[1].clone());
     assert_eq!(
         reply.body,
         Body::AppendEntriesReply(AppendReply::Success { match_index: 5 })
     );
+}
+
+/// Storage holding three entries of term 1, none committed, in term 1.
+fn old_log() -> MemStorage {
+    let mut s = MemStorage::new();
+    let old: Vec<_> = (1..=3).map(|i| Entry::normal(i, 1, vec![0u8])).collect();
+    s.append(&old).unwrap();
+    let hs = HardState {
+        term: 1,
+        vote: None,
+        commit: 0,
+    };
+    s.set_hard_state(&hs).unwrap();
+    s
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::{diff, ents, snap};
 use raft_core::{MemStorage, Snapshot, Storage};
-use raft_wal::{SimFs, SyncMode, Vfs, Wal, WalOptions};
+use raft_wal::{SimFs, StagedSnapshot, SyncMode, Vfs, Wal, WalOptions};
 
 fn dir() -> &'static Path {
     Path::new("/data/wal")
@@ -35,6 +35,11 @@ fn snap_files(fs: &SimFs) -> Vec<u64> {
         .collect();
     seqs.sort();
     seqs
+}
+
+/// Writes `s` as a staged file of `wal`'s, as a snapshot thread would.
+fn stage(wal: &mut Wal<SimFs>, s: &Snapshot) -> StagedSnapshot {
+    wal.snapshot_writer().unwrap().write(s).unwrap()
 }
 
 /// A WAL with entries 1..=10 of term 1, synced, and its model.
@@ -85,11 +90,7 @@ fn an_adopted_file_is_recorded_not_written_again() {
 fn another_snapshot_replaces_the_staged_file() {
     let fs = SimFs::new();
     let (mut wal, mut model) = filled(&fs);
-    let staged = wal
-        .snapshot_writer()
-        .unwrap()
-        .write(&with_conf(snap(6, 1, 500)))
-        .unwrap();
+    let staged = stage(&mut wal, &with_conf(snap(6, 1, 500)));
     let staged_files = snap_files(&fs);
     assert!(wal.adopt(staged));
     // The same index with other data, then another configuration: neither
@@ -112,11 +113,7 @@ fn another_snapshot_replaces_the_staged_file() {
 fn a_file_never_adopted_is_removed_at_open() {
     let fs = SimFs::new();
     let (mut wal, model) = filled(&fs);
-    let staged = wal
-        .snapshot_writer()
-        .unwrap()
-        .write(&snap(6, 1, 500))
-        .unwrap();
+    let staged = stage(&mut wal, &snap(6, 1, 500));
     assert_eq!(snap_files(&fs).len(), 1);
     drop(staged);
     drop(wal);
@@ -133,11 +130,7 @@ fn a_file_never_adopted_is_removed_at_open() {
 fn a_discarded_file_goes_at_once_and_a_stale_instance_is_refused() {
     let fs = SimFs::new();
     let (mut wal, model) = filled(&fs);
-    let staged = wal
-        .snapshot_writer()
-        .unwrap()
-        .write(&snap(6, 1, 500))
-        .unwrap();
+    let staged = stage(&mut wal, &snap(6, 1, 500));
     wal.discard(staged);
     assert!(snap_files(&fs).is_empty());
 
@@ -288,11 +281,7 @@ fn a_staged_file_of_other_data_or_configuration_is_not_recorded() {
 fn a_second_adopted_file_replaces_the_first() {
     let fs = SimFs::new();
     let (mut wal, mut model) = filled(&fs);
-    let first = wal
-        .snapshot_writer()
-        .unwrap()
-        .write(&with_conf(snap(5, 1, 300)))
-        .unwrap();
+    let first = stage(&mut wal, &with_conf(snap(5, 1, 300)));
     assert!(wal.adopt(first));
     let s = with_conf(snap(6, 1, 300));
     let second = wal.snapshot_writer().unwrap().write(&s).unwrap();
