@@ -21,7 +21,7 @@ use raft_core::{ConfState, Snapshot, SnapshotMeta};
 
 use crate::codec::SnapRef;
 use crate::error::WalError;
-use crate::vfs::{write_new_file, Vfs, VfsFile};
+use crate::vfs::{rename_synced, write_file, write_new_file, Vfs, VfsFile};
 
 const MAGIC_V1: &[u8; 8] = b"RKVSNAP1";
 const MAGIC: &[u8; 8] = b"RKVSNAP2";
@@ -139,18 +139,7 @@ pub(crate) fn write_staged<F: Vfs>(
     check(snap)?;
     let (r, buf) = encode(seq, snap);
     let path = dir.join(staged_name(seq, instance));
-    let written = fs
-        .create(&path)
-        .map_err(WalError::io("create", &path))
-        .and_then(|mut file| {
-            file.write_all_at(&buf, 0)
-                .map_err(WalError::io("write", &path))?;
-            if sync {
-                file.sync().map_err(WalError::io("fsync", &path))?;
-            }
-            Ok(())
-        });
-    if let Err(e) = written {
+    if let Err(e) = write_file(fs, &path, &buf, sync) {
         let _ = fs.remove(&path);
         return Err(e);
     }
@@ -167,13 +156,7 @@ pub(crate) fn promote<F: Vfs>(
     sync: bool,
 ) -> Result<(), WalError> {
     let staged = dir.join(staged_name(seq, instance));
-    fs.rename(&staged, &dir.join(file_name(seq)))
-        .map_err(WalError::io("rename", &staged))?;
-    if sync {
-        fs.sync_dir(dir)
-            .map_err(WalError::io("fsync directory", dir))?;
-    }
-    Ok(())
+    rename_synced(fs, dir, &staged, &dir.join(file_name(seq)), sync)
 }
 
 /// Reads and verifies the snapshot `r` refers to.

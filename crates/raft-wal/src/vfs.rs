@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::error::WalError;
+
 /// A directory tree the WAL can keep its files in.
 pub trait Vfs {
     /// An open file.
@@ -147,18 +149,42 @@ pub(crate) fn write_new_file<F: Vfs>(
     path: &Path,
     bytes: &[u8],
     sync: bool,
-) -> Result<F::File, crate::error::WalError> {
-    use crate::error::WalError;
-    let mut file = fs.create(tmp).map_err(WalError::io("create", tmp))?;
+) -> Result<F::File, WalError> {
+    let file = write_file(fs, tmp, bytes, sync)?;
+    rename_synced(fs, dir, tmp, path, sync)?;
+    Ok(file)
+}
+
+/// Creates `path` with `bytes` in it and fsyncs it (when `sync`); its
+/// directory entry is not synced. Returns the open file.
+pub(crate) fn write_file<F: Vfs>(
+    fs: &F,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<F::File, WalError> {
+    let mut file = fs.create(path).map_err(WalError::io("create", path))?;
     file.write_all_at(bytes, 0)
-        .map_err(WalError::io("write", tmp))?;
+        .map_err(WalError::io("write", path))?;
     if sync {
-        file.sync().map_err(WalError::io("fsync", tmp))?;
+        file.sync().map_err(WalError::io("fsync", path))?;
     }
-    fs.rename(tmp, path).map_err(WalError::io("rename", tmp))?;
+    Ok(file)
+}
+
+/// Renames `from` to `to` in `dir` and fsyncs `dir` (when `sync`), so the
+/// new name survives a crash.
+pub(crate) fn rename_synced<F: Vfs>(
+    fs: &F,
+    dir: &Path,
+    from: &Path,
+    to: &Path,
+    sync: bool,
+) -> Result<(), WalError> {
+    fs.rename(from, to).map_err(WalError::io("rename", from))?;
     if sync {
         fs.sync_dir(dir)
             .map_err(WalError::io("fsync directory", dir))?;
     }
-    Ok(file)
+    Ok(())
 }

@@ -224,7 +224,7 @@ impl<F: Vfs> Wal<F> {
             fs: self.fs.clone(),
             dir: self.dir.clone(),
             seq: self.reserve_snap_seq()?,
-            sync: self.opts.sync == SyncMode::Always,
+            sync: self.syncs(),
             instance: self.instance,
         })
     }
@@ -267,6 +267,11 @@ impl<F: Vfs> Wal<F> {
             .checked_add(1)
             .ok_or_else(|| WalError::Invalid("snapshot numbers exhausted".into()))?;
         Ok(seq)
+    }
+
+    /// Whether writes are fsynced ([`SyncMode::Always`]).
+    fn syncs(&self) -> bool {
+        self.opts.sync == SyncMode::Always
     }
 
     fn writable(&self) -> Result<(), WalError> {
@@ -357,10 +362,10 @@ impl<F: Vfs> Wal<F> {
         }
         self.reserve(64)?;
         let keep = self.state.term(index) == Some(snap.meta.term);
+        let sync = self.syncs();
         let r = match self.staged.take() {
             // Written and synced by a `SnapshotWriter`: name it and record it.
             Some(st) if st.r.meta == snap.meta && st.conf == snap.conf => {
-                let sync = self.opts.sync == SyncMode::Always;
                 snapfile::promote(&self.fs, &self.dir, st.r.seq, st.instance, sync)
                     .map_err(|e| self.poison(e))?;
                 st.r
@@ -375,7 +380,6 @@ impl<F: Vfs> Wal<F> {
                     self.remove_staged(&st);
                 }
                 let seq = self.reserve_snap_seq()?;
-                let sync = self.opts.sync == SyncMode::Always;
                 snapfile::write(&self.fs, &self.dir, seq, snap, sync).map_err(|e| self.poison(e))?
             }
         };
@@ -404,7 +408,7 @@ impl<F: Vfs> Wal<F> {
             return Ok(());
         }
         codec::finish_frame(&mut self.pending, 0);
-        let sync = self.opts.sync == SyncMode::Always;
+        let sync = self.syncs();
         let Some(seg) = self.segments.back_mut() else {
             return Err(WalError::Invalid("no active segment".into()));
         };
@@ -468,7 +472,7 @@ impl<F: Vfs> Wal<F> {
             snapshot: self.state.snap,
             last_index: self.state.last_index(),
         };
-        let seg = segment::create(&self.fs, &self.dir, &cp, self.opts.sync == SyncMode::Always)?;
+        let seg = segment::create(&self.fs, &self.dir, &cp, self.syncs())?;
         self.segments.push_back(seg);
         Ok(())
     }
