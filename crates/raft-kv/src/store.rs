@@ -531,6 +531,16 @@ mod tests {
         old
     }
 
+    /// Applies `op` as a plain write at the next index.
+    fn write(store: &mut Store, op: Op) {
+        let index = store.applied() + 1;
+        let record = Record {
+            stamp_ms: index,
+            body: RecordBody::PlainWrite { op },
+        };
+        store.apply(index, &command::encode(&record)).unwrap();
+    }
+
     fn answer() -> impl Strategy<Value = Answer> {
         prop_oneof![
             proptest::option::of(vec(any::<u8>(), 0..40)).prop_map(|v| Ok(OpResult::Replaced(v))),
@@ -595,11 +605,6 @@ mod tests {
             after in vec((0u8..16, vec(any::<u8>(), 0..8), any::<bool>()), 1..60),
         ) {
             let mut store = Store::new(StoreConfig::default());
-            let write = |store: &mut Store, op: Op| {
-                let index = store.applied() + 1;
-                let record = Record { stamp_ms: index, body: RecordBody::PlainWrite { op } };
-                store.apply(index, &command::encode(&record)).unwrap();
-            };
             for (k, v) in before {
                 write(&mut store, Op::Put { key: vec![k], value: v });
             }
@@ -624,14 +629,6 @@ mod tests {
     #[test]
     fn an_append_extends_its_value_in_place() {
         let mut store = Store::new(StoreConfig::default());
-        let write = |store: &mut Store, op: Op| {
-            let index = store.applied() + 1;
-            let record = Record {
-                stamp_ms: index,
-                body: RecordBody::PlainWrite { op },
-            };
-            store.apply(index, &command::encode(&record)).unwrap();
-        };
         let append = |v: &[u8]| Op::Append {
             key: b"k".to_vec(),
             value: v.to_vec(),

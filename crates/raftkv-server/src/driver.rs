@@ -606,8 +606,9 @@ fn answer(out: Replies<ReplyTo>, door: Option<u64>) {
 /// leader heard from no majority for an election timeout and stepped
 /// down (CheckQuorum). Snapshots are now made on their own thread, but
 /// they still take CPU and disk bandwidth from the node's two busy
-/// threads, so the replicas still take turns. Node ids 1, 2, 3 start at 0, 1/3 and 2/3 of
-/// `snapshot_bytes`; only the first snapshot after a start comes sooner.
+/// threads, so the replicas still take turns. Node ids 1, 2, 3 start at 0,
+/// 1/3 and 2/3 of `snapshot_bytes`; only the first snapshot after a start
+/// comes sooner.
 fn snapshot_phase(id: NodeId, snapshot_bytes: u64) -> u64 {
     snapshot_bytes / 3 * (id.saturating_sub(1) % 3)
 }
