@@ -69,10 +69,10 @@ pub struct KvConfig {
     /// Most Readies of a node between the image of a snapshot and its
     /// `Node::snapshot` call, drawn per snapshot in `0..=snapshot_delay`
     /// (0: at once; default 40: in the KV chaos run about a third of the
-    /// seeds then see a delayed snapshot refused). The real server encodes the image on its snapshot
-    /// thread while its driver goes on, so the node takes the snapshot at an
-    /// index below what it has applied by then, or refuses it when a newer
-    /// one came from the leader meanwhile.
+    /// seeds then see a delayed snapshot refused). The real server encodes
+    /// the image on its snapshot thread while its driver goes on, so the
+    /// node takes the snapshot at an index below what it has applied by
+    /// then, or refuses it when a newer one came from the leader meanwhile.
     pub snapshot_delay: u32,
 }
 
